@@ -1,0 +1,129 @@
+"""Pure: desired vs current, customer by customer, into field-level changes.
+
+No I/O, no logging, no clock. Customers are compared by id (lower-case GUIDs), and only on the
+fields the specs set; names are compared case- and space-insensitively, so equal things never
+show as drift. deepdiff gives the field-level detail, and only for customers that differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .current import CurrentState, Customer
+from .ids import CustomerId, SubscriptionId
+from .spec import CustomerSpec, Desired
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One value that differs: ``path`` like ``subscriptions[<id>].quantity``."""
+
+    path: tuple[str, ...]
+    before: Any
+    after: Any
+
+    @property
+    def label(self) -> str:
+        head, *rest = self.path
+        if head == "subscriptions" and rest:
+            return f"subscriptions[{rest[0]}]" + "".join(f".{p}" for p in rest[1:])
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class CustomerDiff:
+    """Everything that differs for one customer, known to the specs, the world, or both."""
+
+    customer_id: CustomerId
+    desired: CustomerSpec | None
+    current: Customer | None
+    changes: tuple[FieldChange, ...] = ()
+    missing_subscriptions: tuple[SubscriptionId, ...] = ()
+    unlisted_subscriptions: tuple[SubscriptionId, ...] = ()
+
+    @property
+    def name(self) -> str:
+        if self.desired is not None:
+            return self.desired.name
+        return self.current.name if self.current is not None else ""
+
+    def subscription_changes(self, subscription_id: str) -> dict[str, FieldChange]:
+        """This subscription's changes by field (``status``, ``quantity``)."""
+        return {
+            c.path[2]: c
+            for c in self.changes
+            if len(c.path) == 3 and c.path[0] == "subscriptions" and c.path[1] == subscription_id
+        }
+
+
+def normalize_name(name: str | None) -> str:
+    """Names compare equal regardless of case and runs of white space."""
+    return " ".join((name or "").split()).casefold()
+
+
+def _same_or(current: str | None, desired: str) -> str | None:
+    """The desired spelling when both mean the same, so that the views compare equal."""
+    return desired if normalize_name(current) == normalize_name(desired) else current
+
+
+def _views(spec: CustomerSpec, customer: Customer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The desired and current values of exactly the fields the spec sets."""
+    wanted: dict[str, Any] = {"relationship": "reseller", "name": spec.name}
+    actual: dict[str, Any] = {
+        "relationship": customer.relationship,
+        "name": _same_or(customer.name, spec.name),
+    }
+    if spec.domain is not None:
+        wanted["domain"] = spec.domain.lower()
+        actual["domain"] = (customer.domain or "").lower()
+    wanted_subs, actual_subs = {}, {}
+    for sub in spec.subscriptions:
+        existing = customer.subscriptions_by_id.get(SubscriptionId(sub.id))
+        if existing is None:
+            continue
+        wanted_subs[sub.id] = {"status": sub.status}
+        actual_subs[sub.id] = {"status": existing.status}
+        if sub.quantity is not None:
+            wanted_subs[sub.id]["quantity"] = sub.quantity
+            actual_subs[sub.id]["quantity"] = existing.quantity
+    wanted["subscriptions"], actual["subscriptions"] = wanted_subs, actual_subs
+    return wanted, actual
+
+
+def _field_changes(actual: dict[str, Any], wanted: dict[str, Any]) -> tuple[FieldChange, ...]:
+    from deepdiff import DeepDiff  # imported on demand: it is slow to import, and rarely needed
+
+    tree = DeepDiff(actual, wanted, view="tree")
+    changes = [
+        FieldChange(tuple(str(p) for p in level.path(output_format="list")), level.t1, level.t2)
+        for kind in ("values_changed", "type_changes")
+        for level in tree.get(kind, ())
+    ]
+    return tuple(sorted(changes, key=lambda c: c.path))
+
+
+def diff_customer(
+    customer_id: CustomerId, spec: CustomerSpec | None, customer: Customer | None
+) -> CustomerDiff:
+    """Compare one customer's spec with what was observed of it. Pure."""
+    if spec is None or customer is None:
+        missing = tuple(SubscriptionId(s.id) for s in spec.subscriptions) if spec else ()
+        return CustomerDiff(customer_id, spec, customer, missing_subscriptions=missing)
+    listed = {s.id for s in spec.subscriptions}
+    missing = tuple(
+        SubscriptionId(s.id) for s in spec.subscriptions if s.id not in customer.subscriptions_by_id
+    )
+    unlisted = tuple(SubscriptionId(s.id) for s in customer.subscriptions if s.id not in listed)
+    wanted, actual = _views(spec, customer)
+    changes = () if wanted == actual else _field_changes(actual, wanted)
+    return CustomerDiff(customer_id, spec, customer, changes, missing, unlisted)
+
+
+def diff_states(desired: Desired, current: CurrentState) -> tuple[CustomerDiff, ...]:
+    """Every customer known to either side, with what differs. Pure."""
+    known = current.customers_by_id
+    ids = sorted(set(desired.customers) | set(known))
+    return tuple(
+        diff_customer(CustomerId(i), desired.customers.get(i), known.get(i))  # type: ignore[call-overload]
+        for i in ids
+    )

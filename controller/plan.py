@@ -1,0 +1,461 @@
+"""Pure: changes -> Plan, a DAG of actions in a valid order, with every domain rule of Partner
+Center's procedure (contract section 2). No I/O, no logging, no clock.
+
+    removing a customer    suspend every active subscription, then remove_relationship
+    re-adding a customer   request_relationship; its subscription actions wait, blocked,
+                           until the customer accepts (a later run plans them)
+    subscriptions          suspend / reactivate / update_quantity, the update after a
+                           reactivation, or before a suspension
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .current import CurrentState, Customer
+from .diff import CustomerDiff, diff_states, normalize_name
+from .errors import PlanError
+from .i18n import _
+from .ids import CustomerId, Guid
+from .records import Records, effective_protected
+from .spec import Desired
+
+ActionType = Literal[
+    "suspend_subscription",
+    "reactivate_subscription",
+    "update_quantity",
+    "remove_relationship",
+    "request_relationship",
+]
+ACTION_TYPES: tuple[ActionType, ...] = (
+    "suspend_subscription",
+    "reactivate_subscription",
+    "update_quantity",
+    "remove_relationship",
+    "request_relationship",
+)
+Value = str | int | None
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Action(_Value):
+    """One change to make through the provider, after every action in ``depends_on``."""
+
+    id: str
+    type: ActionType
+    customer_id: Guid
+    subscription_id: Guid | None
+    depends_on: tuple[str, ...] = ()
+    from_: Value = Field(alias="from")
+    to: Value
+    reason: str
+
+
+class Blocked(_Value):
+    """An action that cannot be planned yet, and why."""
+
+    type: ActionType
+    customer_id: Guid
+    subscription_id: Guid | None
+    reason: str
+
+
+class Unmanaged(_Value):
+    """Something that exists but is not in the specs' care: reported, never touched."""
+
+    customer_id: Guid
+    subscription_id: Guid | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered DAG of actions, and what was left out of it."""
+
+    fingerprint: str
+    actions: tuple[Action, ...] = ()
+    blocked: tuple[Blocked, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
+    warnings: tuple[str, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    @property
+    def summary(self) -> dict[ActionType, int]:
+        counts = Counter(a.type for a in self.actions)
+        return {t: counts.get(t, 0) for t in ACTION_TYPES}
+
+    @property
+    def removals(self) -> int:
+        return self.summary["remove_relationship"]
+
+
+# --- guards ---------------------------------------------------------------------------------
+
+
+def check_partner(desired: Desired, current: CurrentState, records: Records) -> None:
+    """Specs written for one partner are never applied to another."""
+    actual = current.partner.id
+    if desired.partner.id is not None and desired.partner.id != actual:
+        raise PlanError(
+            _("specs are for partner {}, but the current state is partner {}: refusing").format(
+                desired.partner.id, actual
+            )
+        )
+    if records.partner_id is not None and records.partner_id != actual:
+        raise PlanError(
+            _("the state's records are for partner {}, but the current state is partner {}").format(
+                records.partner_id, actual
+            )
+        )
+
+
+def check_not_empty(desired: Desired, *, allow_mass_removal: bool) -> None:
+    """A lost checkout (no customers in any spec) must not wipe every relationship."""
+    if not desired.customers and not allow_mass_removal:
+        raise PlanError(
+            _(
+                "the specs list no customers at all; refusing to plan, since every managed "
+                "relationship would be removed (pass --allow-mass-removal if that is intended)"
+            )
+        )
+
+
+def check_removal_limit(plan: Plan, *, max_removals: int, allow_mass_removal: bool) -> None:
+    """Refuse to apply a plan that removes more relationships than the limit."""
+    if plan.removals > max_removals and not allow_mass_removal:
+        raise PlanError(
+            _(
+                "the plan removes {} relationships, more than --max-removals {}; refusing "
+                "(raise the limit or pass --allow-mass-removal)"
+            ).format(plan.removals, max_removals)
+        )
+
+
+# --- fingerprint ----------------------------------------------------------------------------
+
+
+def fingerprint(current: CurrentState, records: Records) -> str:
+    """sha256 of the current state and the controller's records, independent of listing order."""
+    customers = sorted(
+        (
+            c.model_dump(mode="json")
+            | {
+                "subscriptions": sorted(
+                    (s.model_dump(mode="json") for s in c.subscriptions), key=lambda s: s["id"]
+                )
+            }
+            for c in current.customers
+        ),
+        key=lambda c: c["id"],
+    )
+    document = {
+        "partner": current.partner.model_dump(mode="json"),
+        "customers": customers,
+        "records": records.model_dump(mode="json"),
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- planning -------------------------------------------------------------------------------
+
+_Key = tuple[str, str, str | None]  # (type, customer id, subscription id): unique in a plan
+
+# The listing order: destructive first (removals, suspensions), then the rest.
+_RANK: dict[str, int] = {
+    "removal": 0,
+    "suspend_subscription": 1,
+    "update_quantity": 2,
+    "reactivate_subscription": 3,
+    "request_relationship": 4,
+}
+
+
+@dataclass
+class _Draft:
+    key: _Key
+    after: tuple[_Key, ...]
+    from_: Value
+    to: Value
+    reason: str
+    priority: tuple[object, ...]
+
+
+@dataclass
+class _PlanBuilder:
+    drafts: dict[_Key, _Draft] = field(default_factory=dict)
+    blocked: list[Blocked] = field(default_factory=list)
+    unmanaged: list[Unmanaged] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def add(
+        self,
+        type_: ActionType,
+        diff: CustomerDiff,
+        subscription_id: str | None,
+        *,
+        change: tuple[Value, Value],
+        reason: str,
+        after: Iterable[_Key] = (),
+        removal: bool = False,
+    ) -> _Key:
+        key: _Key = (type_, diff.customer_id, subscription_id)
+        rank = _RANK["removal" if removal else type_]
+        customer_order = (normalize_name(diff.name), diff.customer_id)
+        within = (type_ == "remove_relationship", subscription_id or "")
+        priority = (rank, *customer_order, *within)
+        self.drafts[key] = _Draft(key, tuple(after), *change, reason, priority)
+        return key
+
+    def build(self, fingerprint_: str) -> Plan:
+        ordered = _topological(self.drafts)
+        ids = {draft.key: f"a{n}" for n, draft in enumerate(ordered, start=1)}
+        actions = tuple(
+            Action(
+                id=ids[d.key],
+                type=d.key[0],  # type: ignore[arg-type]
+                customer_id=d.key[1],
+                subscription_id=d.key[2],
+                depends_on=tuple(sorted((ids[k] for k in d.after), key=_id_number)),
+                from_=d.from_,
+                to=d.to,
+                reason=d.reason,
+            )
+            for d in ordered
+        )
+        return Plan(
+            fingerprint=fingerprint_,
+            actions=actions,
+            blocked=tuple(self.blocked),
+            unmanaged=tuple(self.unmanaged),
+            warnings=tuple(self.warnings),
+            names=dict(self.names),
+        )
+
+
+def _id_number(action_id: str) -> int:
+    return int(action_id[1:])
+
+
+def _topological(drafts: Mapping[_Key, _Draft]) -> list[_Draft]:
+    """Kahn's algorithm, always taking the ready draft with the lowest priority: a valid order
+    that lists destructive actions first and keeps each customer's actions together."""
+    waiting = {key: set(d.after) for key, d in drafts.items()}
+    dependents: dict[_Key, list[_Key]] = {key: [] for key in drafts}
+    for key, draft in drafts.items():
+        for before in draft.after:
+            dependents[before].append(key)
+    ready = [(d.priority, key) for key, d in drafts.items() if not waiting[key]]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        _priority, key = heapq.heappop(ready)
+        ordered.append(drafts[key])
+        for dependent in dependents[key]:
+            waiting[dependent].discard(key)
+            if not waiting[dependent]:
+                heapq.heappush(ready, (drafts[dependent].priority, dependent))
+    return ordered
+
+
+def plan(desired: Desired, current: CurrentState, records: Records) -> Plan:
+    """Plan the actions that take ``current`` to ``desired``. Pure: no I/O, no clock."""
+    builder = _PlanBuilder()
+    protected = effective_protected(desired, records)
+    pending = records.pending_by_id
+    managed = {CustomerId(c) for c in records.managed}
+    for diff in diff_states(desired, current):
+        builder.names[diff.customer_id] = diff.name
+        if diff.desired is not None:
+            _plan_listed(builder, diff, awaiting=diff.customer_id in pending)
+        elif diff.current is not None and diff.current.relationship == "reseller":
+            if diff.customer_id not in managed:
+                builder.unmanaged.append(
+                    Unmanaged(customer_id=diff.customer_id, subscription_id=None)
+                )
+            elif desired.partner.prune == "none":
+                builder.warnings.append(
+                    _("customer {} ({}) is not in the specs; prune: none keeps it").format(
+                        diff.name, diff.customer_id
+                    )
+                )
+            elif diff.customer_id in protected:
+                builder.warnings.append(
+                    _("customer {} ({}) is not in the specs but is protected: not removed").format(
+                        diff.name, diff.customer_id
+                    )
+                )
+            else:
+                _plan_removal(builder, diff, diff.current)
+    return builder.build(fingerprint(current, records))
+
+
+def _plan_removal(builder: _PlanBuilder, diff: CustomerDiff, customer: Customer) -> None:
+    """Suspend every active subscription (listed or not), then remove the relationship."""
+    reason = _("customer removed from specs")
+    suspensions = [
+        builder.add(
+            "suspend_subscription",
+            diff,
+            s.id,
+            change=("active", "suspended"),
+            reason=reason,
+            removal=True,
+        )
+        for s in customer.subscriptions
+        if s.status == "active"
+    ]
+    builder.add(
+        "remove_relationship",
+        diff,
+        None,
+        change=("reseller", "none"),
+        reason=reason,
+        after=suspensions,
+        removal=True,
+    )
+
+
+def _plan_listed(builder: _PlanBuilder, diff: CustomerDiff, *, awaiting: bool) -> None:
+    """A customer in the specs: a relationship is desired, and its listed subscriptions."""
+    assert diff.desired is not None
+    customer_id = diff.customer_id
+    related = diff.current is not None and diff.current.relationship == "reseller"
+    for change in diff.changes:
+        if change.path[0] in ("name", "domain"):
+            builder.warnings.append(
+                _("customer {}: {} is {!r} in the specs but {!r} in Partner Center").format(
+                    customer_id, change.path[0], change.after, change.before
+                )
+            )
+    if not related:
+        if not awaiting:
+            reason = (
+                _("customer in specs has no reseller relationship")
+                if diff.current is not None
+                else _("customer in specs is not a customer of this partner yet")
+            )
+            builder.add(
+                "request_relationship", diff, None, change=("none", "pending"), reason=reason
+            )
+        for type_, subscription_id in _subscription_action_types(diff):
+            builder.blocked.append(
+                Blocked(
+                    type=type_,
+                    customer_id=customer_id,
+                    subscription_id=subscription_id,
+                    reason="awaiting_acceptance",
+                )
+            )
+        return
+    for subscription_id in diff.missing_subscriptions:
+        builder.warnings.append(
+            _(
+                "customer {}: subscription {} is in the specs but does not exist "
+                "(creating subscriptions is out of scope)"
+            ).format(customer_id, subscription_id)
+        )
+    for subscription_id in diff.unlisted_subscriptions:
+        builder.unmanaged.append(
+            Unmanaged(customer_id=customer_id, subscription_id=subscription_id)
+        )
+    for spec in diff.desired.subscriptions:
+        _plan_subscription(builder, diff, spec.id)
+
+
+def _subscription_action_types(diff: CustomerDiff) -> list[tuple[ActionType, str]]:
+    """The subscription actions a customer would need if it were related (for ``blocked``)."""
+    found: list[tuple[ActionType, str]] = []
+    assert diff.desired is not None
+    for spec in diff.desired.subscriptions:
+        changes = diff.subscription_changes(spec.id)
+        if "status" in changes:
+            status = changes["status"]
+            if status.after == "active":
+                found.append(("reactivate_subscription", spec.id))
+            else:
+                found.append(("suspend_subscription", spec.id))
+        if "quantity" in changes:
+            found.append(("update_quantity", spec.id))
+    return found
+
+
+def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_id: str) -> None:
+    """Status and quantity of one listed subscription of a reseller customer."""
+    changes = diff.subscription_changes(subscription_id)
+    if not changes:
+        return
+    assert diff.current is not None
+    current = diff.current.subscriptions_by_id[subscription_id]  # type: ignore[index]
+    if current.status not in ("active", "suspended"):
+        builder.warnings.append(
+            _(
+                "customer {}: subscription {} is {}; only active and suspended subscriptions are "
+                "changed"
+            ).format(diff.customer_id, subscription_id, current.status)
+        )
+        return
+    status, quantity = changes.get("status"), changes.get("quantity")
+    reason_status = _("status in specs is {}").format(status.after if status else current.status)
+    if quantity is not None and status is None and current.status == "suspended":
+        builder.warnings.append(
+            _(
+                "customer {}: subscription {} is suspended in the specs; its quantity "
+                "({} -> {}) cannot change while suspended"
+            ).format(diff.customer_id, subscription_id, quantity.before, quantity.after)
+        )
+        return
+    reason_quantity = _("quantity in specs is {}").format(quantity.after if quantity else "")
+    if status is not None and status.after == "active":
+        reactivation = builder.add(
+            "reactivate_subscription",
+            diff,
+            subscription_id,
+            change=("suspended", "active"),
+            reason=reason_status,
+        )
+        if quantity is not None:
+            builder.add(
+                "update_quantity",
+                diff,
+                subscription_id,
+                change=(quantity.before, quantity.after),
+                reason=reason_quantity,
+                after=[reactivation],
+            )
+        return
+    update = []
+    if quantity is not None:
+        update.append(
+            builder.add(
+                "update_quantity",
+                diff,
+                subscription_id,
+                change=(quantity.before, quantity.after),
+                reason=reason_quantity,
+            )
+        )
+    if status is not None:
+        builder.add(
+            "suspend_subscription",
+            diff,
+            subscription_id,
+            change=("active", "suspended"),
+            reason=reason_status,
+            after=update,
+        )

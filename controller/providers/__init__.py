@@ -1,0 +1,1 @@
+"""Where the current state is read and actions are applied."""

@@ -1,0 +1,27 @@
+"""The one narrow interface every provider implements: observe, and one method per action."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..current import CurrentState
+
+
+class Provider(Protocol):
+    """A Partner Center tenant, real or simulated. Only the executor calls the mutating methods."""
+
+    def observe(self) -> CurrentState:
+        """The partner, its customers and their subscriptions, as they are now."""
+        ...
+
+    def suspend_subscription(self, customer_id: str, subscription_id: str) -> None: ...
+
+    def reactivate_subscription(self, customer_id: str, subscription_id: str) -> None: ...
+
+    def update_quantity(self, customer_id: str, subscription_id: str, quantity: int) -> None: ...
+
+    def remove_relationship(self, customer_id: str) -> None: ...
+
+    def request_relationship(self, customer_id: str) -> str:
+        """Ask the customer for a reseller relationship; returns the invitation link."""
+        ...

@@ -1,0 +1,52 @@
+"""The local provider: a simulated Partner Center tenant in ``state/world.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..current import CurrentState
+from ..errors import StateError
+from ..fsutil import atomic_write
+from ..i18n import _
+from .world import WorldProvider
+
+
+def world_path(state_dir: Path) -> Path:
+    return state_dir / "world.json"
+
+
+def read_world(path: Path) -> CurrentState:
+    """Read and validate a world file; a problem is one line naming the file and the field."""
+    try:
+        return CurrentState.model_validate_json(path.read_bytes())
+    except FileNotFoundError as exc:
+        message = _("{}: no such file; the local provider needs a world file").format(path)
+        raise StateError(message) from exc
+    except OSError as exc:
+        raise StateError(f"{path}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise StateError(f"{path}: {where}: {first['msg']}") from exc
+
+
+def render_world(world: CurrentState) -> str:
+    """The world as human-readable JSON (unset optional fields left out)."""
+    return json.dumps(world.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+
+
+class LocalProvider(WorldProvider):
+    """Reads ``world.json`` on every observation and rewrites it atomically after every action."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__()
+        self.path = world_path(state_dir)
+
+    def load_world(self) -> CurrentState:
+        return read_world(self.path)
+
+    def store_world(self, world: CurrentState) -> None:
+        atomic_write(self.path, render_world(world))

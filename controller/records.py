@@ -1,0 +1,194 @@
+"""The controller's own records: managed and protected customers, pending relationship requests,
+the apply journal, and the lock that keeps two applies from interleaving.
+
+They sit behind the small ``RecordStore`` interface so that the planner and the executor never
+see files; ``FileStore`` keeps them in the state directory:
+
+    state/records.json    managed, protected, pending (human-readable, replaced atomically)
+    state/journal.jsonl   one JSON object per line, appended and fsynced, per apply event
+    state/.lock           flock()ed by the applying process (released by the kernel if it dies)
+    state/lock.json       who holds the lock: pid, host, since (for the error message)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .current import CurrentState
+from .errors import LockError, StateError
+from .fsutil import append_durably, atomic_write
+from .i18n import _
+from .ids import CustomerId, Guid
+from .spec import Desired
+
+RECORDS_FORMAT_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PendingRequest(_Frozen):
+    """A relationship request the controller made, until the customer accepts it."""
+
+    customer_id: Guid
+    name: str = ""
+    requested_at: str
+    invitation_url: str
+
+
+class Records(_Frozen):
+    """What the controller remembers between runs, apart from the journal."""
+
+    format_version: Literal[1] = RECORDS_FORMAT_VERSION
+    partner_id: Guid | None = None
+    managed: tuple[Guid, ...] = ()
+    protected: tuple[Guid, ...] = ()
+    pending: tuple[PendingRequest, ...] = ()
+
+    @property
+    def pending_by_id(self) -> dict[CustomerId, PendingRequest]:
+        return {CustomerId(p.customer_id): p for p in self.pending}
+
+    def with_pending(self, request: PendingRequest) -> Records:
+        """A copy recording ``request`` (replacing an older one for the same customer)."""
+        others = [p for p in self.pending if p.customer_id != request.customer_id]
+        return self.model_copy(update={"pending": _sorted_pending([*others, request])})
+
+
+def _sorted_pending(pending: list[PendingRequest]) -> tuple[PendingRequest, ...]:
+    return tuple(sorted(pending, key=lambda p: p.customer_id))
+
+
+def effective_protected(desired: Desired, records: Records) -> frozenset[CustomerId]:
+    """Customers no plan may remove: recorded ones, plus ``protected: true`` in the specs, less
+    those the specs list with ``protected: false`` (the only way to lift protection). Pure."""
+    protected = {CustomerId(c) for c in records.protected}
+    for customer_id, spec in desired.customers.items():
+        if spec.protected is True:
+            protected.add(customer_id)
+        elif spec.protected is False:
+            protected.discard(customer_id)
+    return frozenset(protected)
+
+
+def next_records(records: Records, desired: Desired, current: CurrentState) -> Records:
+    """The records after a reconcile, from what was observed afterwards. Pure.
+
+    Managed: every customer in the specs, plus those still managed and still related; a managed
+    customer whose relationship is gone and that the specs no longer list is forgotten.
+    Pending: dropped once the customer is a reseller customer, or once the specs drop it.
+    """
+    related = {CustomerId(c.id) for c in current.customers if c.relationship == "reseller"}
+    managed = {CustomerId(c) for c in records.managed} & related | set(desired.customers)
+    pending = [
+        p
+        for p in records.pending
+        if p.customer_id in desired.customers and p.customer_id not in related
+    ]
+    return Records(
+        partner_id=current.partner.id,
+        managed=tuple(sorted(managed)),
+        protected=tuple(sorted(effective_protected(desired, records))),
+        pending=_sorted_pending(pending),
+    )
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC, to the second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class RecordStore(Protocol):
+    """Where the controller keeps its records; a file store now, a shared database later."""
+
+    def load(self) -> Records: ...
+
+    def save(self, records: Records) -> None: ...
+
+    def append_journal(self, entry: Mapping[str, Any]) -> None: ...
+
+    def read_journal(self) -> list[dict[str, Any]]: ...
+
+    def lock(self, *, timeout: float) -> Any: ...
+
+
+class FileStore:
+    """Records as files in the state directory (see the module docstring)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.records_path = state_dir / "records.json"
+        self.journal_path = state_dir / "journal.jsonl"
+        self.lock_path = state_dir / ".lock"
+        self.holder_path = state_dir / "lock.json"
+
+    def load(self) -> Records:
+        if not self.records_path.exists():
+            return Records()
+        try:
+            return Records.model_validate_json(self.records_path.read_bytes())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StateError(f"{self.records_path}: {where}: {first['msg']}") from exc
+        except OSError as exc:
+            raise StateError(f"{self.records_path}: {exc.strerror}") from exc
+
+    def save(self, records: Records) -> None:
+        text = json.dumps(records.model_dump(mode="json"), indent=2) + "\n"
+        if self.records_path.exists() and self.records_path.read_text(encoding="utf-8") == text:
+            return
+        atomic_write(self.records_path, text)
+
+    def append_journal(self, entry: Mapping[str, Any]) -> None:
+        append_durably(self.journal_path, json.dumps(dict(entry), sort_keys=True))
+
+    def read_journal(self) -> list[dict[str, Any]]:
+        """Every journal entry; a torn last line (a kill mid-append) is ignored."""
+        if not self.journal_path.exists():
+            return []
+        entries = []
+        for line in self.journal_path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return entries
+
+    @contextmanager
+    def lock(self, *, timeout: float) -> Iterator[None]:
+        """Hold the state directory's apply lock, or raise LockError naming its holder."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        file_lock = FileLock(self.lock_path, timeout=timeout)
+        try:
+            file_lock.acquire()
+        except Timeout as exc:
+            raise LockError(self._holder_message()) from exc
+        try:
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
+            atomic_write(self.holder_path, json.dumps(holder) + "\n")
+            yield
+        finally:
+            self.holder_path.unlink(missing_ok=True)
+            file_lock.release()
+
+    def _holder_message(self) -> str:
+        try:
+            holder = json.loads(self.holder_path.read_text(encoding="utf-8"))
+            who = _("pid {pid} on {host}, since {since}").format(**holder)
+        except (OSError, ValueError, KeyError):
+            who = _("another process")
+        return _("state directory {} is locked by {}: another apply is running").format(
+            self.state_dir, who
+        )

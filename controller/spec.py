@@ -1,0 +1,349 @@
+"""Spec files, the desired state: models, loading and merging, with FILE:LINE for every error.
+
+Loading is fast on the happy path (libyaml's C parser, no position tracking). Only when a file has
+a problem is it parsed again with node marks, to point at the line of the offending key or value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import ReconcileError, SpecError, SpecProblem
+from .i18n import _
+from .ids import CustomerId, Guid
+
+Path_ = tuple[str | int, ...]
+
+
+class _SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubscriptionSpec(_SpecModel):
+    """A subscription of a customer that the specs manage."""
+
+    id: Guid
+    offer: StrictStr | None = Field(default=None, description="offer / product id (informational)")
+    name: StrictStr | None = Field(default=None, description="friendly name")
+    quantity: StrictInt | None = Field(default=None, ge=1, description="reconciled when given")
+    status: Literal["active", "suspended"] = "active"
+
+
+class CustomerSpec(_SpecModel):
+    """A customer with which a reseller relationship is desired."""
+
+    id: Guid
+    name: StrictStr = Field(min_length=1)
+    domain: StrictStr | None = None
+    protected: StrictBool | None = Field(
+        default=None, description="true: no plan may ever remove this relationship"
+    )
+    subscriptions: tuple[SubscriptionSpec, ...] = ()
+
+    @field_validator("subscriptions", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return () if value is None else value
+
+
+class PartnerSpec(_SpecModel):
+    """The partner the specs are written for, and how absences are treated."""
+
+    id: Guid | None = None
+    name: StrictStr | None = None
+    prune: Literal["managed", "none"] = "managed"
+
+
+class SpecFile(_SpecModel):
+    """One spec file. Every file under the specs directory is one of these; they are merged."""
+
+    model_config = ConfigDict(title="partner-reconciler spec file")
+
+    partner: PartnerSpec | None = None
+    customers: tuple[CustomerSpec, ...] = ()
+
+    @field_validator("customers", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return () if value is None else value
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The merged desired state of every spec file."""
+
+    partner: PartnerSpec = field(default_factory=PartnerSpec)
+    customers: Mapping[CustomerId, CustomerSpec] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of one spec file, for editors (yaml-language-server) and CI linters."""
+    schema = SpecFile.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _DuplicateKeyError(yaml.MarkedYAMLError):
+    pass
+
+
+class _SpecLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader (libyaml's C parser when present) refusing duplicate mapping keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise _DuplicateKeyError(
+                    problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def locate_lines(text: str) -> dict[Path_, int]:
+    """Map every key and list item path of a YAML document to its 1-based line.
+
+    Used only on the error path: it composes the node tree, which is slower than a plain load.
+    """
+    lines: dict[Path_, int] = {}
+    root = yaml.compose(text, Loader=_BaseLoader)
+    if root is None:
+        return lines
+
+    def walk(node: yaml.Node, path: Path_) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                lines.setdefault(child, key_node.start_mark.line + 1)
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    walk(root, ())
+    return lines
+
+
+def line_of(lines: Mapping[Path_, int], path: Path_) -> int:
+    """The line of ``path``, or of its nearest located ancestor (a missing key: its parent)."""
+    for end in range(len(path), 0, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return 1
+
+
+def format_field(path: Path_) -> str:
+    """``("customers", 0, "id")`` -> ``customers[0].id``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+# --- validation messages ------------------------------------------------------------------------
+
+_KEYS_BY_PARENT = {
+    "subscriptions": SubscriptionSpec,
+    "customers": CustomerSpec,
+    "partner": PartnerSpec,
+}
+
+
+def _allowed_keys(path: Path_) -> str:
+    model: type[BaseModel] = SpecFile
+    for part in reversed(path):
+        if isinstance(part, str) and part in _KEYS_BY_PARENT:
+            model = _KEYS_BY_PARENT[part]
+            break
+    return ", ".join(model.model_fields)
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = tuple(error["loc"])
+    simple = {
+        "missing": _("is required"),
+        "string_type": _("must be a string, got {}").format(_describe(value)),
+        "int_type": _("must be a whole number, got {}").format(_describe(value)),
+        "bool_type": _("must be true or false, got {}").format(_describe(value)),
+        "tuple_type": _("must be a list, got {}").format(_describe(value)),
+        "model_type": _("must be a mapping, got {}").format(_describe(value)),
+        "model_attributes_type": _("must be a mapping, got {}").format(_describe(value)),
+        "string_too_short": _("must not be empty"),
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "extra_forbidden":
+        return _("unknown key; allowed keys are: {}").format(_allowed_keys(loc[:-1]))
+    if kind == "greater_than_equal":
+        return _("must be >= {}, got {!r}").format(ctx.get("ge"), value)
+    if kind == "literal_error":
+        return _("must be one of {}, got {!r}").format(ctx.get("expected"), value)
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def find_spec_files(specs_dir: Path) -> list[Path]:
+    """Every ``*.yaml`` / ``*.yml`` file under ``specs_dir``, recursively, in sorted path order."""
+    if not specs_dir.is_dir():
+        raise ReconcileError(_("specs directory {} does not exist").format(specs_dir))
+    found = [p for p in specs_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(found, key=lambda p: p.relative_to(specs_dir).parts)
+
+
+@dataclass
+class _SourceFile:
+    """A spec file being loaded; its line map is computed only if a problem needs it."""
+
+    name: str
+    text: str
+    _lines: dict[Path_, int] | None = None
+
+    def line(self, path: Path_) -> int:
+        if self._lines is None:
+            try:
+                self._lines = locate_lines(self.text)
+            except yaml.YAMLError:
+                self._lines = {}
+        return line_of(self._lines, path)
+
+    def problem(self, path: Path_, message: str) -> SpecProblem:
+        return SpecProblem(self.name, self.line(path), format_field(path), message)
+
+
+def _parse(source: _SourceFile) -> SpecFile:
+    try:
+        raw_spec = yaml.load(source.text, Loader=_SpecLoader)  # noqa: S506 - a safe loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(
+            [SpecProblem(source.name, line, "", f"YAML syntax error: {problem}")]
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecProblem(source.name, 1, "", f"YAML syntax error: {exc}")]) from exc
+    if raw_spec is None:
+        raw_spec = {}
+    if not isinstance(raw_spec, dict):
+        message = _("must be a mapping with the keys partner and customers")
+        raise SpecError([SpecProblem(source.name, 1, "", message)])
+    try:
+        spec = SpecFile.model_validate(raw_spec)
+    except ValidationError as exc:
+        problems = [source.problem(tuple(e["loc"]), _message(e)) for e in exc.errors()]
+        raise SpecError(sorted(problems, key=lambda p: p.line)) from exc
+    _check_subscription_ids(source, spec)
+    return spec
+
+
+def _check_subscription_ids(source: _SourceFile, spec: SpecFile) -> None:
+    problems = []
+    for c_index, customer in enumerate(spec.customers):
+        seen: set[str] = set()
+        for s_index, subscription in enumerate(customer.subscriptions):
+            if subscription.id in seen:
+                path = ("customers", c_index, "subscriptions", s_index, "id")
+                message = _("duplicate subscription id {} in customer {}")
+                problems.append(source.problem(path, message.format(subscription.id, customer.id)))
+            seen.add(subscription.id)
+    if problems:
+        raise SpecError(problems)
+
+
+def _read(path: Path, name: str) -> _SourceFile:
+    try:
+        return _SourceFile(name, path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError([SpecProblem(name, 1, "", _("not UTF-8 text"))]) from exc
+    except OSError as exc:
+        raise SpecError(
+            [SpecProblem(name, 1, "", _("cannot read: {}").format(exc.strerror))]
+        ) from exc
+
+
+def _parse_all(paths: list[Path]) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
+    for path in paths:
+        try:
+            source = _read(path, str(path))
+            yield source, _parse(source)
+        except SpecError as exc:
+            yield exc
+
+
+def load_specs(specs_dir: Path) -> Desired:
+    """Load, validate and merge every spec file under ``specs_dir``; raise SpecError listing all
+    problems (each ``FILE:LINE: field: message``) if any file is invalid."""
+    problems: list[SpecProblem] = []
+    partner: tuple[_SourceFile, PartnerSpec] | None = None
+    customers: dict[CustomerId, CustomerSpec] = {}
+    origins: dict[CustomerId, tuple[_SourceFile, int]] = {}
+    files: list[str] = []
+    for parsed in _parse_all(find_spec_files(specs_dir)):
+        if isinstance(parsed, SpecError):
+            problems.extend(parsed.problems)
+            continue
+        source, spec = parsed
+        files.append(source.name)
+        if spec.partner is not None:
+            if partner is not None:
+                first = partner[0]
+                where = f"{first.name}:{first.line(('partner',))}"
+                message = _("partner is defined more than once; first in {}").format(where)
+                problems.append(source.problem(("partner",), message))
+            else:
+                partner = (source, spec.partner)
+        for index, customer in enumerate(spec.customers):
+            customer_id = CustomerId(customer.id)
+            if customer_id in origins:
+                first, first_index = origins[customer_id]
+                where = f"{first.name}:{first.line(('customers', first_index, 'id'))}"
+                message = _("duplicate customer id {}, also in {}").format(customer_id, where)
+                problems.append(source.problem(("customers", index, "id"), message))
+                continue
+            origins[customer_id] = (source, index)
+            customers[customer_id] = customer
+    if problems:
+        raise SpecError(problems)
+    return Desired(
+        partner=partner[1] if partner else PartnerSpec(),
+        customers=customers,
+        files=tuple(files),
+    )
+
+
+def dump_schema() -> str:
+    """The spec JSON Schema as indented text."""
+    return json.dumps(spec_json_schema(), indent=2)
