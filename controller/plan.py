@@ -280,7 +280,7 @@ def plan(desired: Desired, current: CurrentState, records: Records) -> Plan:
     pending = records.pending_by_id
     managed = {CustomerId(c) for c in records.managed}
     for diff in diff_states(desired, current):
-        builder.names[diff.customer_id] = diff.name
+        _remember_names(builder.names, diff)
         if diff.desired is not None:
             _plan_listed(builder, diff, awaiting=diff.customer_id in pending)
         elif diff.current is not None and diff.current.relationship == "reseller":
@@ -303,6 +303,17 @@ def plan(desired: Desired, current: CurrentState, records: Records) -> Plan:
             else:
                 _plan_removal(builder, diff, diff.current)
     return builder.build(fingerprint(current, records))
+
+
+def _remember_names(names: dict[str, str], diff: CustomerDiff) -> None:
+    """Display names for the customer and its subscriptions (the specs' wording wins)."""
+    names[diff.customer_id] = diff.name
+    for observed in diff.current.subscriptions if diff.current else ():
+        if observed.name or observed.offer:
+            names[observed.id] = observed.name or observed.offer or ""
+    for listed in diff.desired.subscriptions if diff.desired else ():
+        if listed.name:
+            names[listed.id] = listed.name
 
 
 def _plan_removal(builder: _PlanBuilder, diff: CustomerDiff, customer: Customer) -> None:

@@ -1,0 +1,210 @@
+"""The executor: runs a plan's DAG through the provider, the only code that changes anything.
+
+Actions start as soon as everything they depend on has been applied, up to ``parallelism`` at
+once. Temporary provider errors are retried with exponential backoff and full jitter (honouring
+Retry-After) within a time budget; a failed action's dependents are skipped, independent ones go
+on. Every start and outcome is appended to the journal, durably, before anything depends on it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from .document import ActionResult
+from .errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from .plan import Action, Plan
+from .providers.base import Provider
+from .records import PendingRequest, RecordStore, utc_now
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded in attempts and in total time per action."""
+
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    budget: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class Executor:
+    """Applies one plan; ``on_result`` hears of each finished action (for progress output)."""
+
+    provider: Provider
+    store: RecordStore
+    parallelism: int = 8
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    on_result: Callable[[Action, ActionResult], None] | None = None
+    names: Mapping[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep
+    stop: threading.Event = field(default_factory=threading.Event)
+    _journal_lock: threading.Lock = field(default_factory=threading.Lock)
+    _rng: random.Random = field(default_factory=random.Random)
+
+    def run(self, plan: Plan, *, run_id: str | None = None) -> tuple[ActionResult, ...]:
+        """Apply every action of ``plan`` in dependency order; return each one's result."""
+        run_id = run_id or new_run_id()
+        self._journal(
+            run_id, event="run_started", actions=len(plan.actions), fingerprint=plan.fingerprint
+        )
+        results = self._run_dag(plan, run_id)
+        ordered = tuple(results[a.id] for a in plan.actions)
+        counts = {s: sum(r.status == s for r in ordered) for s in ("applied", "failed", "skipped")}
+        self._journal(run_id, event="run_finished", **counts)
+        return ordered
+
+    def _run_dag(self, plan: Plan, run_id: str) -> dict[str, ActionResult]:
+        by_id = {a.id: a for a in plan.actions}
+        waiting = {a.id: set(a.depends_on) for a in plan.actions}
+        dependents: dict[str, list[str]] = {a.id: [] for a in plan.actions}
+        for action in plan.actions:
+            for before in action.depends_on:
+                dependents[before].append(action.id)
+        results: dict[str, ActionResult] = {}
+        ready = [a.id for a in plan.actions if not waiting[a.id]]
+        with ThreadPoolExecutor(max_workers=max(1, self.parallelism)) as pool:
+            running: dict[Future[ActionResult], str] = {}
+            while ready or running:
+                while ready and len(running) < self.parallelism and not self.stop.is_set():
+                    action_id = ready.pop(0)
+                    running[pool.submit(self._perform, by_id[action_id], run_id)] = action_id
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    action_id = running.pop(future)
+                    result = future.result()
+                    self._finish(by_id[action_id], result, results)
+                    if result.status == "applied":
+                        for dependent in dependents[action_id]:
+                            waiting[dependent].discard(action_id)
+                            if not waiting[dependent] and dependent not in results:
+                                ready.append(dependent)
+                    else:
+                        self._skip_dependents(action_id, by_id, dependents, results, run_id)
+        for action in plan.actions:  # stopped early: what never started is skipped
+            if action.id not in results:
+                result = ActionResult(id=action.id, status="skipped", error="not started")
+                self._journal_action(run_id, action, result)
+                self._finish(action, result, results)
+        return results
+
+    def _finish(
+        self, action: Action, result: ActionResult, results: dict[str, ActionResult]
+    ) -> None:
+        results[action.id] = result
+        if self.on_result is not None:
+            self.on_result(action, result)
+
+    def _skip_dependents(
+        self,
+        failed_id: str,
+        by_id: Mapping[str, Action],
+        dependents: Mapping[str, list[str]],
+        results: dict[str, ActionResult],
+        run_id: str,
+    ) -> None:
+        stack = list(dependents[failed_id])
+        while stack:
+            action_id = stack.pop()
+            if action_id in results:
+                continue
+            result = ActionResult(
+                id=action_id, status="skipped", error=f"depends on {failed_id}, which did not apply"
+            )
+            self._journal_action(run_id, by_id[action_id], result)
+            self._finish(by_id[action_id], result, results)
+            stack.extend(dependents[action_id])
+
+    def _perform(self, action: Action, run_id: str) -> ActionResult:
+        self._journal(
+            run_id,
+            event="action_started",
+            id=action.id,
+            type=action.type,
+            customer_id=action.customer_id,
+            subscription_id=action.subscription_id,
+        )
+        try:
+            self._call_with_retries(action)
+            result = ActionResult(id=action.id, status="applied")
+        except ProviderError as exc:
+            result = ActionResult(id=action.id, status="failed", error=str(exc))
+        self._journal_action(run_id, action, result)
+        return result
+
+    def _call_with_retries(self, action: Action) -> None:
+        started = time.monotonic()
+        for attempt in range(self.retry.attempts):
+            try:
+                self._call(action)
+                return
+            except PermanentProviderError:
+                raise
+            except TemporaryProviderError as exc:
+                delay = self.retry.delay(attempt, exc.retry_after, self._rng)
+                last_attempt = attempt == self.retry.attempts - 1
+                if last_attempt or time.monotonic() - started + delay > self.retry.budget:
+                    raise TemporaryProviderError(
+                        f"{exc} (gave up after {attempt + 1} attempts)"
+                    ) from exc
+                self.sleep(delay)
+
+    def _call(self, action: Action) -> None:
+        customer, subscription = action.customer_id, action.subscription_id or ""
+        match action.type:
+            case "suspend_subscription":
+                self.provider.suspend_subscription(customer, subscription)
+            case "reactivate_subscription":
+                self.provider.reactivate_subscription(customer, subscription)
+            case "update_quantity":
+                assert isinstance(action.to, int)
+                self.provider.update_quantity(customer, subscription, action.to)
+            case "remove_relationship":
+                self.provider.remove_relationship(customer)
+            case "request_relationship":
+                url = self.provider.request_relationship(customer)
+                self._record_pending(customer, url)
+
+    def _record_pending(self, customer_id: str, url: str) -> None:
+        """Record the request at once: the invitation must not be lost if the run is killed."""
+        request = PendingRequest(
+            customer_id=customer_id,
+            name=self.names.get(customer_id, ""),
+            requested_at=utc_now(),
+            invitation_url=url,
+        )
+        with self._journal_lock:
+            self.store.save(self.store.load().with_pending(request))
+
+    def _journal_action(self, run_id: str, action: Action, result: ActionResult) -> None:
+        self._journal(
+            run_id,
+            event="action_" + result.status,
+            id=action.id,
+            type=action.type,
+            customer_id=action.customer_id,
+            subscription_id=action.subscription_id,
+            error=result.error,
+        )
+
+    def _journal(self, run_id: str, **entry: Any) -> None:
+        with self._journal_lock:
+            self.store.append_journal({"time": utc_now(), "run": run_id, **entry})

@@ -1,0 +1,338 @@
+"""The command line: parses options, wires the parts, renders, and maps errors to exit codes.
+
+This is the only place that catches the root error type."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ReconcileError
+from .i18n import _
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2  # only with --dry-run --detailed-exitcode
+
+log = logging.getLogger("reconcile")
+
+OUTPUTS = ("text", "json", "markdown")
+PROVIDERS = ("local", "partner-center")
+
+
+def _colour() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _render_plan(plan: Any, output: str) -> str:
+    from .render import json as json_render
+    from .render import markdown, text
+
+    if output == "json":
+        return json_render.render_plan(plan)
+    if output == "markdown":
+        return markdown.render_plan(plan)
+    return text.render_plan(plan, colour=_colour())
+
+
+def _render_outcome(outcome: Any, output: str) -> str:
+    from .render import json as json_render
+    from .render import markdown, text
+
+    if output == "json":
+        return json_render.render_outcome(outcome)
+    if output == "markdown":
+        return markdown.render_outcome(outcome)
+    return text.render_outcome(outcome, colour=_colour())
+
+
+def _specs_option(function: Any) -> Any:
+    return click.option(
+        "--specs",
+        "specs_dir",
+        type=click.Path(path_type=Path),
+        default=Path("specs"),
+        show_default=True,
+        help=_("Directory of spec files (the desired state)."),
+    )(function)
+
+
+def _state_option(function: Any) -> Any:
+    return click.option(
+        "--state",
+        "state_dir",
+        type=click.Path(path_type=Path),
+        default=Path("state"),
+        show_default=True,
+        help=_("Controller state directory (and the local provider's world)."),
+    )(function)
+
+
+def _provider_option(function: Any) -> Any:
+    return click.option(
+        "--provider",
+        type=click.Choice(PROVIDERS),
+        default="local",
+        show_default=True,
+        help=_("Where the current state is read and actions are applied."),
+    )(function)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@_specs_option
+@_state_option
+@_provider_option
+@click.option("--dry-run", is_flag=True, help=_("Plan only; change nothing."))
+@click.option("--output", type=click.Choice(OUTPUTS), default="text", show_default=True)
+@click.option(
+    "--detailed-exitcode", is_flag=True, help=_("With --dry-run: exit 2 when the plan has changes.")
+)
+@click.option(
+    "--plan-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=_("With --dry-run: also save the JSON plan to this file."),
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=_("Apply exactly this saved plan; refuse it if the state changed since."),
+)
+@click.option(
+    "--max-removals",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help=_("Refuse to apply a plan removing more relationships than this."),
+)
+@click.option("--allow-mass-removal", is_flag=True, help=_("Lift that limit for this run."))
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help=_("Actions in flight at once."),
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help=_("Seconds to wait for another apply to finish."),
+)
+@click.option("--yes", "-y", is_flag=True, help=_("Apply without asking, even on a terminal."))
+@click.option("--watch", is_flag=True, help=_("Keep running: reconcile on spec changes."))
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help=_("Resync period in seconds in watch mode."),
+)
+@click.version_option(package_name="partner-reconciler")
+@click.pass_context
+def cli(ctx: click.Context, **options: Any) -> None:
+    """Reconcile Partner Center customer relationships with the specs: plan, show, apply."""
+    if ctx.invoked_subcommand is not None:
+        return
+    ctx.exit(_run(**options))
+
+
+def _run(
+    *,
+    specs_dir: Path,
+    state_dir: Path,
+    provider: str,
+    dry_run: bool,
+    output: str,
+    detailed_exitcode: bool,
+    plan_out: Path | None,
+    plan_file: Path | None,
+    max_removals: int,
+    allow_mass_removal: bool,
+    parallelism: int,
+    lock_timeout: float,
+    yes: bool,
+    watch: bool,
+    interval: float,
+) -> int:
+    from .reconcile import Options
+    from .spec import load_specs
+
+    if not dry_run and (detailed_exitcode or plan_out):
+        raise click.UsageError(_("--detailed-exitcode and --plan-out go with --dry-run"))
+    if dry_run and plan_file:
+        raise click.UsageError(_("--plan applies a saved plan; it does not go with --dry-run"))
+    if watch:
+        raise ReconcileError(_("--watch is not available in this version yet"))
+    options = Options(
+        state_dir=state_dir,
+        provider=provider,
+        max_removals=max_removals,
+        allow_mass_removal=allow_mass_removal,
+        parallelism=parallelism,
+        lock_timeout=lock_timeout,
+    )
+    desired = load_specs(specs_dir)
+    if dry_run:
+        return _dry_run(desired, options, output, detailed_exitcode, plan_out)
+    return _apply(desired, options, output, plan_file, yes)
+
+
+def _dry_run(
+    desired: Any, options: Any, output: str, detailed_exitcode: bool, plan_out: Path | None
+) -> int:
+    from .document import to_document
+    from .fsutil import atomic_write
+    from .reconcile import dry_run
+
+    plan = dry_run(desired, options)
+    click.echo(_render_plan(plan, output), nl=False)
+    if plan_out is not None:
+        try:
+            atomic_write(plan_out, json.dumps(to_document(plan), indent=2) + "\n")
+        except OSError as exc:
+            raise ReconcileError(_("cannot write {}: {}").format(plan_out, exc.strerror)) from exc
+        log.info(_("saved the plan to %s"), plan_out)
+    return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
+
+
+def _confirm(plan: Any, output: str, interactive: bool) -> bool:
+    if output == "text":
+        click.echo(_render_plan(plan, output), nl=False)
+    if not interactive:
+        return True
+    answer = click.prompt(
+        _("Apply these {} actions? Only 'yes' will be accepted").format(len(plan.actions)),
+        default="",
+        show_default=False,
+        err=True,
+    )
+    if answer.strip() != "yes":
+        click.echo(_("Apply cancelled."), err=True)
+        return False
+    return True
+
+
+def _apply(desired: Any, options: Any, output: str, plan_file: Path | None, yes: bool) -> int:
+    from .document import read_plan_file
+    from .reconcile import apply
+    from .render.text import result_line
+
+    saved = read_plan_file(plan_file) if plan_file else None
+    interactive = sys.stdin.isatty() and not yes
+
+    def on_result(action: Any, result: Any) -> None:
+        log.info("%s", result_line(action, result, {}))
+
+    outcome = apply(
+        desired,
+        options,
+        saved_plan=saved,
+        confirm=lambda plan: _confirm(plan, output, interactive),
+        on_result=on_result,
+    )
+    if outcome is None:
+        return EXIT_ERROR
+    if output == "text" and not outcome.plan.has_changes:
+        click.echo(_render_plan(outcome.plan, output), nl=False)
+    click.echo(_render_outcome(outcome, output), nl=False)
+    return EXIT_OK if outcome.succeeded else EXIT_ERROR
+
+
+@cli.command()
+@_specs_option
+def validate(specs_dir: Path) -> None:
+    """Check the spec files only (no state needed)."""
+    from .spec import load_specs
+
+    desired = load_specs(specs_dir)
+    subscriptions = sum(len(c.subscriptions) for c in desired.customers.values())
+    click.echo(
+        _("{} files, {} customers, {} subscriptions: valid.").format(
+            len(desired.files), len(desired.customers), subscriptions
+        )
+    )
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of a spec file."""
+    from .spec import dump_schema
+
+    click.echo(dump_schema())
+
+
+@cli.command()
+@_state_option
+@click.option("--output", type=click.Choice(("text", "json")), default="text", show_default=True)
+def status(state_dir: Path, output: str) -> None:
+    """Pending relationship requests (with invitation links) and the last apply's outcome."""
+    from .status import read_status, render_status
+
+    click.echo(render_status(read_status(state_dir), output), nl=False)
+
+
+@cli.group()
+def world() -> None:
+    """Act on the local provider's simulated world (state/world.json)."""
+
+
+@world.command()
+@click.argument("customer_id")
+@click.option("--name", help=_("The customer's name, when the world does not know it yet."))
+@_state_option
+def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
+    """Simulate CUSTOMER_ID's admin accepting the relationship invitation."""
+    from .ids import normalize_guid
+    from .providers.local import LocalProvider
+
+    try:
+        customer_id = normalize_guid(customer_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="CUSTOMER_ID") from exc
+    if not name:
+        from .records import FileStore
+
+        pending = FileStore(state_dir).load().pending_by_id.get(customer_id)  # type: ignore[call-overload]
+        name = pending.name if pending else None
+    LocalProvider(state_dir).accept_invitation(customer_id, name)
+    click.echo(
+        _("{} accepted the invitation: the relationship is now reseller.").format(customer_id)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reconcile`` command; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="reconcile",
+            standalone_mode=False,
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_ERROR
+    except click.exceptions.Abort:
+        click.echo(_("Aborted."), err=True)
+        return EXIT_ERROR
+    except ReconcileError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(_("error: {}").format(line), err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        click.echo(_("Interrupted."), err=True)
+        return 130
+    return code if isinstance(code, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""One reconcile pass, wired from the parts: load, observe, plan, and (when applying) execute,
+observe again and re-plan. Shared by the command line and, later, the watch loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .apply import Executor
+from .current import CurrentState
+from .document import ActionResult
+from .errors import ReconcileError, StalePlanError
+from .i18n import _
+from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
+from .providers.base import Provider
+from .records import FileStore, RecordStore, next_records
+from .render import Outcome
+from .spec import Desired
+
+
+@dataclass(frozen=True)
+class Options:
+    """What shapes one run, from the command line."""
+
+    state_dir: Path
+    provider: str = "local"
+    max_removals: int = 10
+    allow_mass_removal: bool = False
+    parallelism: int = 8
+    lock_timeout: float = 0.0
+
+
+def open_provider(name: str, state_dir: Path) -> Provider:
+    if name == "local":
+        from .providers.local import LocalProvider
+
+        return LocalProvider(state_dir)
+    raise ReconcileError(
+        _("provider {!r} is not available in this version; use --provider local").format(name)
+    )
+
+
+def open_store(state_dir: Path) -> RecordStore:
+    return FileStore(state_dir)
+
+
+def make_plan(desired: Desired, provider: Provider, store: RecordStore) -> Plan:
+    """Observe and plan, with the partner check; reads only."""
+    current = provider.observe()
+    records = store.load()
+    check_partner(desired, current, records)
+    return plan(desired, current, records)
+
+
+def dry_run(desired: Desired, options: Options) -> Plan:
+    """Plan, and change nothing: no lock, no write."""
+    check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
+    provider = open_provider(options.provider, options.state_dir)
+    result = make_plan(desired, provider, open_store(options.state_dir))
+    if result.removals > options.max_removals and not options.allow_mass_removal:
+        warning = _(
+            "this plan removes {} relationships, more than --max-removals {}: "
+            "applying it will be refused"
+        ).format(result.removals, options.max_removals)
+        result = replace(result, warnings=(*result.warnings, warning))
+    return result
+
+
+def apply(
+    desired: Desired,
+    options: Options,
+    *,
+    saved_plan: Plan | None = None,
+    confirm: Callable[[Plan], bool] = lambda _plan: True,
+    on_result: Callable[[Action, ActionResult], None] | None = None,
+) -> Outcome | None:
+    """Plan (or take the saved plan) and apply it under the state lock, then observe again.
+
+    Returns None when ``confirm`` declines."""
+    check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
+    provider = open_provider(options.provider, options.state_dir)
+    store = open_store(options.state_dir)
+    with store.lock(timeout=options.lock_timeout):
+        fresh = make_plan(desired, provider, store)
+        chosen = _choose(fresh, saved_plan)
+        check_removal_limit(
+            chosen,
+            max_removals=options.max_removals,
+            allow_mass_removal=options.allow_mass_removal,
+        )
+        if chosen.has_changes and not confirm(chosen):
+            return None
+        executor = Executor(
+            provider,
+            store,
+            parallelism=options.parallelism,
+            on_result=on_result,
+            names=chosen.names,
+        )
+        results = executor.run(chosen) if chosen.has_changes else ()
+        after = provider.observe()
+        return Outcome(chosen, results, _record_and_replan(desired, after, store))
+
+
+def _choose(fresh: Plan, saved: Plan | None) -> Plan:
+    if saved is None:
+        return fresh
+    if saved.fingerprint != fresh.fingerprint:
+        raise StalePlanError(
+            _(
+                "the saved plan is stale: the current state changed since it was made "
+                "(fingerprint {} now, {} in the plan); make a new plan"
+            ).format(fresh.fingerprint[:12], saved.fingerprint[:12])
+        )
+    return replace(saved, names=fresh.names)
+
+
+def _record_and_replan(desired: Desired, after: CurrentState, store: RecordStore) -> Plan:
+    records = next_records(store.load(), desired, after)
+    store.save(records)
+    return plan(desired, after, records)

@@ -1,0 +1,68 @@
+"""Rendering: a plan or an apply's outcome in, text out; one module per output format.
+
+All user-facing wording of plans lives here, behind ``_()``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..document import ActionResult
+from ..i18n import _
+from ..plan import ACTION_TYPES, ActionType, Plan
+
+# Destructive kinds first, the order in which summaries list them.
+DISPLAY_ORDER: tuple[ActionType, ...] = (
+    "remove_relationship",
+    "suspend_subscription",
+    "update_quantity",
+    "reactivate_subscription",
+    "request_relationship",
+)
+assert set(DISPLAY_ORDER) == set(ACTION_TYPES)
+DESTRUCTIVE: frozenset[ActionType] = frozenset({"remove_relationship", "suspend_subscription"})
+
+
+def action_title(type_: ActionType) -> str:
+    return {
+        "suspend_subscription": _("suspend subscription"),
+        "reactivate_subscription": _("reactivate subscription"),
+        "update_quantity": _("update quantity"),
+        "remove_relationship": _("remove relationship"),
+        "request_relationship": _("request relationship"),
+    }[type_]
+
+
+def summary_phrase(type_: ActionType, count: int) -> str:
+    return {
+        "remove_relationship": _("{} to remove"),
+        "suspend_subscription": _("{} to suspend"),
+        "update_quantity": _("{} to update"),
+        "reactivate_subscription": _("{} to reactivate"),
+        "request_relationship": _("{} to request"),
+    }[type_].format(count)
+
+
+def named(names: Mapping[str, str], item_id: str | None) -> str:
+    """``Contoso Ltd (36b8a5ac-…)`` when a name is known, else the id."""
+    if item_id is None:
+        return ""
+    name = names.get(item_id)
+    return f"{name} ({item_id})" if name else item_id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An apply's outcome: the plan applied, each action's result, and what a fresh plan made
+    right afterwards still finds to do (empty when the world converged)."""
+
+    plan: Plan
+    results: tuple[ActionResult, ...]
+    remaining: Plan
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.count("applied") == len(self.results) and not self.remaining.has_changes

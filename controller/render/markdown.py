@@ -1,0 +1,111 @@
+"""``--output markdown``: a plan ready to paste into a pull-request comment.
+
+Stable for the same plan (no times, no run ids), so a bot can update one comment in place.
+"""
+
+from __future__ import annotations
+
+from ..i18n import _
+from ..plan import Action, Plan
+from . import DESTRUCTIVE, DISPLAY_ORDER, Outcome, action_title, named
+
+MARKER = "<!-- partner-reconciler plan -->"
+WARNING = "⚠️"
+COLLAPSE_AFTER = 10
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _action_rows(plan: Plan, actions: list[Action]) -> list[str]:
+    rows = [
+        "| # | "
+        + " | ".join(
+            [_("action"), _("customer"), _("subscription"), _("change"), _("after"), _("reason")]
+        )
+        + " |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in actions:
+        marker = f"{WARNING} " if a.type in DESTRUCTIVE else ""
+        cells = [
+            a.id,
+            marker + action_title(a.type),
+            named(plan.names, a.customer_id),
+            named(plan.names, a.subscription_id),
+            f"`{a.from_}` → `{a.to}`",
+            ", ".join(a.depends_on),
+            a.reason,
+        ]
+        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return rows
+
+
+def _section(title: str, body: list[str], *, collapse: bool) -> list[str]:
+    if not collapse:
+        return [f"#### {title}", "", *body, ""]
+    return ["<details>", f"<summary>{title}</summary>", "", *body, "", "</details>", ""]
+
+
+def render_plan(plan: Plan) -> str:
+    lines = [MARKER, f"### {_('partner-reconciler plan')}", ""]
+    if not plan.has_changes:
+        lines += [_("**No changes.** Partner Center matches the specs."), ""]
+    else:
+        lines += ["| " + _("action") + " | " + _("count") + " |", "|---|---:|"]
+        for type_ in DISPLAY_ORDER:
+            marker = f"{WARNING} " if type_ in DESTRUCTIVE and plan.summary[type_] else ""
+            lines.append(f"| {marker}{action_title(type_)} | {plan.summary[type_]} |")
+        lines.append("")
+    destructive = [a for a in plan.actions if a.type in DESTRUCTIVE]
+    other = [a for a in plan.actions if a.type not in DESTRUCTIVE]
+    if destructive:
+        title = f"{WARNING} " + _("Removals and suspensions ({})").format(len(destructive))
+        collapse = len(destructive) > COLLAPSE_AFTER
+        lines += _section(title, _action_rows(plan, destructive), collapse=collapse)
+    if other:
+        title = _("Other changes ({})").format(len(other))
+        lines += _section(title, _action_rows(plan, other), collapse=len(other) > COLLAPSE_AFTER)
+    if plan.blocked:
+        rows = [
+            f"- {action_title(b.type)} {named(plan.names, b.subscription_id or b.customer_id)}"
+            f" ({_('awaiting acceptance')})"
+            for b in plan.blocked
+        ]
+        title = _("Blocked until customers accept ({})").format(len(plan.blocked))
+        lines += _section(title, rows, collapse=True)
+    if plan.unmanaged:
+        customers = sum(u.subscription_id is None for u in plan.unmanaged)
+        subscriptions = len(plan.unmanaged) - customers
+        rows = [
+            f"- {named(plan.names, u.subscription_id or u.customer_id)}" for u in plan.unmanaged
+        ]
+        title = _("Unmanaged, left alone: {} customers, {} subscriptions").format(
+            customers, subscriptions
+        )
+        lines += _section(title, rows, collapse=True)
+    if plan.warnings:
+        lines += _section(
+            _("Warnings ({})").format(len(plan.warnings)),
+            [f"- {w}" for w in plan.warnings],
+            collapse=False,
+        )
+    lines.append(f"<sub>{_('fingerprint')} `{plan.fingerprint[:16]}`</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def render_outcome(outcome: Outcome) -> str:
+    applied, failed, skipped = (outcome.count(s) for s in ("applied", "failed", "skipped"))
+    head = _("**Applied {} of {}**, failed {}, skipped {}.").format(
+        applied, len(outcome.results), failed, skipped
+    )
+    failures = [
+        f"- `{r.id}` {r.status}: {r.error}" for r in outcome.results if r.status != "applied"
+    ]
+    left = (
+        _("Still to do: {} actions.").format(len(outcome.remaining.actions))
+        if outcome.remaining.has_changes
+        else _("Converged: a fresh plan has no changes.")
+    )
+    return render_plan(outcome.plan) + "\n" + "\n".join([head, *failures, left]) + "\n"

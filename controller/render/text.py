@@ -1,0 +1,129 @@
+"""Human-readable plans and outcomes, like Terraform's: destructive actions first, one summary
+line, colour only on a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from ..document import ActionResult
+from ..i18n import _
+from ..plan import Action, ActionType, Plan
+from . import DISPLAY_ORDER, Outcome, action_title, named, summary_phrase
+
+_SYMBOL: dict[ActionType, tuple[str, str]] = {
+    "remove_relationship": ("-", "red"),
+    "suspend_subscription": ("!", "red"),
+    "update_quantity": ("~", "yellow"),
+    "reactivate_subscription": ("+", "green"),
+    "request_relationship": ("+", "green"),
+}
+
+Style = Callable[..., str]
+
+
+def _plain(text: str, **_styles: object) -> str:
+    return text
+
+
+def _styler(colour: bool) -> Style:
+    return click.style if colour else _plain
+
+
+def action_line(action: Action, plan: Plan, style: Style) -> str:
+    symbol, colour = _SYMBOL[action.type]
+    target = named(plan.names, action.subscription_id or action.customer_id)
+    change = f"{action.from_} -> {action.to}"
+    after = _(", after {}").format(", ".join(action.depends_on)) if action.depends_on else ""
+    head = style(f"{symbol} {action.id} {action_title(action.type)}", fg=colour, bold=True)
+    return f"  {head} {target}: {change}{after}"
+
+
+def summary_line(plan: Plan) -> str:
+    parts = [summary_phrase(t, plan.summary[t]) for t in DISPLAY_ORDER]
+    extra = []
+    if plan.blocked:
+        extra.append(_("{} blocked").format(len(plan.blocked)))
+    if plan.unmanaged:
+        extra.append(_("{} unmanaged").format(len(plan.unmanaged)))
+    tail = "; " + ", ".join(extra) if extra else ""
+    return _("Plan: {}{}.").format(", ".join(parts), tail)
+
+
+def _customers_in_order(plan: Plan) -> list[str]:
+    seen: dict[str, None] = {}
+    for action in plan.actions:
+        seen.setdefault(action.customer_id, None)
+    return list(seen)
+
+
+def render_plan(plan: Plan, *, colour: bool = False) -> str:
+    style = _styler(colour)
+    lines: list[str] = []
+    if not plan.has_changes:
+        lines.append(style(_("No changes. Partner Center matches the specs."), fg="green"))
+    else:
+        lines.append(_("The controller will perform these actions, destructive ones first:"))
+        for customer_id in _customers_in_order(plan):
+            actions = [a for a in plan.actions if a.customer_id == customer_id]
+            reasons = ", ".join(dict.fromkeys(a.reason for a in actions))
+            lines += ["", f"{style(named(plan.names, customer_id), bold=True)}: {reasons}"]
+            lines += [action_line(a, plan, style) for a in actions]
+    if plan.blocked:
+        lines += ["", _("Blocked until the customer accepts the relationship invitation:")]
+        lines += [
+            f"  {action_title(b.type)} {named(plan.names, b.subscription_id or b.customer_id)}"
+            for b in plan.blocked
+        ]
+    if plan.unmanaged:
+        lines += ["", _("Unmanaged (not in the specs' care; reported and left alone):")]
+        for item in plan.unmanaged:
+            what = named(plan.names, item.customer_id)
+            if item.subscription_id:
+                what += _(", subscription {}").format(named(plan.names, item.subscription_id))
+            lines.append(f"  {what}")
+    if plan.warnings:
+        lines += ["", _("Warnings:")]
+        lines += [style(f"  ! {w}", fg="yellow") for w in plan.warnings]
+    lines += ["", style(summary_line(plan), bold=True)]
+    return "\n".join(lines) + "\n"
+
+
+def result_line(action: Action, result: ActionResult, names: dict[str, str]) -> str:
+    """One line per finished action, for logs."""
+    target = named(names, action.subscription_id or action.customer_id)
+    error = f": {result.error}" if result.error else ""
+    return f"{result.status:<7} {action.id} {action_title(action.type)} {target}{error}"
+
+
+def render_outcome(outcome: Outcome, *, colour: bool = False) -> str:
+    style = _styler(colour)
+    total = len(outcome.results)
+    applied, failed, skipped = (outcome.count(s) for s in ("applied", "failed", "skipped"))
+    lines = [
+        style(
+            _("Apply: applied {} of {}, failed {}, skipped {}.").format(
+                applied, total, failed, skipped
+            ),
+            fg="green" if failed == 0 and skipped == 0 else "red",
+            bold=True,
+        )
+    ]
+    by_id = {a.id: a for a in outcome.plan.actions}
+    for result in outcome.results:
+        if result.status != "applied":
+            lines.append("  " + result_line(by_id[result.id], result, dict(outcome.plan.names)))
+    if outcome.remaining.has_changes:
+        lines += ["", _("Still to do after the apply (run again to retry):")]
+        lines += [action_line(a, outcome.remaining, style) for a in outcome.remaining.actions]
+    else:
+        lines.append(_("Converged: a fresh plan has no changes."))
+    if outcome.remaining.blocked:
+        lines.append(
+            _(
+                "{} actions wait for customers to accept relationship invitations "
+                "(see `reconcile status`)."
+            ).format(len(outcome.remaining.blocked))
+        )
+    return "\n".join(lines) + "\n"
