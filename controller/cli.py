@@ -228,17 +228,16 @@ def _apply(desired: Any, options: Any, output: str, plan_file: Path | None, yes:
 
     saved = read_plan_file(plan_file) if plan_file else None
     interactive = sys.stdin.isatty() and not yes
+    names: dict[str, str] = {}
+
+    def confirm(plan: Any) -> bool:
+        names.update(plan.names)
+        return _confirm(plan, output, interactive)
 
     def on_result(action: Any, result: Any) -> None:
-        log.info("%s", result_line(action, result, {}))
+        log.info("%s", result_line(action, result, names))
 
-    outcome = apply(
-        desired,
-        options,
-        saved_plan=saved,
-        confirm=lambda plan: _confirm(plan, output, interactive),
-        on_result=on_result,
-    )
+    outcome = apply(desired, options, saved_plan=saved, confirm=confirm, on_result=on_result)
     if outcome is None:
         return EXIT_ERROR
     if output == "text" and not outcome.plan.has_changes:
