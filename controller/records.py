@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -192,3 +193,36 @@ class FileStore:
         return _("state directory {} is locked by {}: another apply is running").format(
             self.state_dir, who
         )
+
+
+class MemoryStore:
+    """Records held in memory, for tests and benchmarks."""
+
+    def __init__(self, records: Records | None = None) -> None:
+        self.records = records or Records()
+        self.journal: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def load(self) -> Records:
+        return self.records
+
+    def save(self, records: Records) -> None:
+        self.records = records
+
+    def append_journal(self, entry: Mapping[str, Any]) -> None:
+        self.journal.append(dict(entry))
+
+    def read_journal(self) -> list[dict[str, Any]]:
+        return list(self.journal)
+
+    @contextmanager
+    def lock(self, *, timeout: float) -> Iterator[None]:
+        acquired = (
+            self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(False)
+        )
+        if not acquired:
+            raise LockError(_("the in-memory store is locked"))
+        try:
+            yield
+        finally:
+            self._lock.release()

@@ -1,0 +1,109 @@
+"""Builders for worlds, specs and records, so that each test says only what matters to it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from controller.current import CurrentState, Customer, Subscription
+from controller.records import Records
+from controller.spec import CustomerSpec, Desired, PartnerSpec, SubscriptionSpec
+
+PARTNER = "0e1ef465-9299-45ce-a98c-57c49bded0ce"
+RECONCILE = str(Path(sys.executable).with_name("reconcile"))
+
+
+def gid(n: int) -> str:
+    """A readable GUID: gid(7) == '00000000-0000-4000-8000-000000000007'."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def sub(n: int, status: str = "active", quantity: int = 1, name: str | None = None) -> Subscription:
+    return Subscription(id=gid(n), status=status, quantity=quantity, name=name)  # type: ignore[arg-type]
+
+
+def customer(
+    n: int, *subs: Subscription, relationship: str = "reseller", name: str = ""
+) -> Customer:
+    return Customer(
+        id=gid(n),
+        name=name or f"Customer {n}",
+        relationship=relationship,
+        subscriptions=subs,  # type: ignore[arg-type]
+    )
+
+
+def world(*customers: Customer) -> CurrentState:
+    return CurrentState(partner={"id": PARTNER, "name": "Example Partner"}, customers=customers)  # type: ignore[arg-type]
+
+
+def want_sub(n: int, status: str = "active", quantity: int | None = None) -> SubscriptionSpec:
+    return SubscriptionSpec(id=gid(n), status=status, quantity=quantity)  # type: ignore[arg-type]
+
+
+def want(
+    n: int, *subs: SubscriptionSpec, name: str = "", protected: bool | None = None
+) -> CustomerSpec:
+    return CustomerSpec(
+        id=gid(n), name=name or f"Customer {n}", protected=protected, subscriptions=subs
+    )
+
+
+def desired(*customers: CustomerSpec, prune: str = "managed") -> Desired:
+    return Desired(
+        partner=PartnerSpec(prune=prune),  # type: ignore[arg-type]
+        customers={c.id: c for c in customers},  # type: ignore[misc]
+    )
+
+
+def records(
+    managed: tuple[int, ...] = (), protected: tuple[int, ...] = (), pending: tuple[int, ...] = ()
+) -> Records:
+    return Records(
+        managed=tuple(gid(n) for n in managed),
+        protected=tuple(gid(n) for n in protected),
+        pending=tuple(
+            {
+                "customer_id": gid(n),
+                "requested_at": "2026-01-01T00:00:00Z",
+                "invitation_url": "https://x",
+            }
+            for n in pending
+        ),  # type: ignore[arg-type]
+    )
+
+
+def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``reconcile`` command."""
+    return subprocess.run(
+        [RECONCILE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` with its bytes, to prove nothing changed."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def as_tuples(plan: Any) -> list[tuple[Any, ...]]:
+    """Actions as (id, type, customer n, subscription n or None, depends_on), for readable rows."""
+
+    def n(guid: str | None) -> int | None:
+        return None if guid is None else int(guid[-12:])
+
+    return [
+        (a.id, a.type, n(a.customer_id), n(a.subscription_id), list(a.depends_on))
+        for a in plan.actions
+    ]
