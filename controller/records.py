@@ -6,7 +6,8 @@ see files; ``FileStore`` keeps them in the state directory:
 
     state/records.json    managed, protected, pending (human-readable, replaced atomically)
     state/journal.jsonl   one JSON object per line, appended and fsynced, per apply event
-    state/.lock           flock()ed by the applying process (released by the kernel if it dies)
+    state/                the directory itself is flock()ed by the applying process (the kernel
+                          releases it if the process dies, so a dead holder never blocks)
     state/lock.json       who holds the lock: pid, host, since (for the error message)
 """
 
@@ -22,12 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .current import CurrentState
 from .errors import LockError, StateError
-from .fsutil import append_durably, atomic_write
+from .fsutil import append_durably, atomic_write, directory_lock
 from .i18n import _
 from .ids import CustomerId, Guid
 from .spec import Desired
@@ -131,7 +131,6 @@ class FileStore:
         self.state_dir = state_dir
         self.records_path = state_dir / "records.json"
         self.journal_path = state_dir / "journal.jsonl"
-        self.lock_path = state_dir / ".lock"
         self.holder_path = state_dir / "lock.json"
 
     def load(self) -> Records:
@@ -171,18 +170,15 @@ class FileStore:
     def lock(self, *, timeout: float) -> Iterator[None]:
         """Hold the state directory's apply lock, or raise LockError naming its holder."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        file_lock = FileLock(self.lock_path, timeout=timeout)
-        try:
-            file_lock.acquire()
-        except Timeout as exc:
-            raise LockError(self._holder_message()) from exc
-        try:
+        with directory_lock(self.state_dir, timeout=timeout) as acquired:
+            if not acquired:
+                raise LockError(self._holder_message())
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
             atomic_write(self.holder_path, json.dumps(holder) + "\n")
-            yield
-        finally:
-            self.holder_path.unlink(missing_ok=True)
-            file_lock.release()
+            try:
+                yield
+            finally:
+                self.holder_path.unlink(missing_ok=True)
 
     def _holder_message(self) -> str:
         try:
@@ -217,9 +213,7 @@ class MemoryStore:
 
     @contextmanager
     def lock(self, *, timeout: float) -> Iterator[None]:
-        acquired = (
-            self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(False)
-        )
+        acquired = self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(False)
         if not acquired:
             raise LockError(_("the in-memory store is locked"))
         try:

@@ -1,0 +1,236 @@
+"""End-to-end: the real ``reconcile`` command in a temporary directory, for every exit code and
+every class of bad input; a refused run leaves ``state/`` byte-for-byte as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import PARTNER, run, snapshot
+
+from controller.records import FileStore
+
+CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
+CONTOSO_FILE = Path("specs/customers/contoso.yaml")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def assert_clean_failure(result, state_before: dict, example: Path, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr, result.stderr
+    assert snapshot(example / "state") == state_before
+
+
+BAD_INPUTS = {
+    "syntax error": (
+        lambda p: edit(p, "    name: Contoso Ltd\n", "    name: [Contoso Ltd\n"),
+        "specs/customers/contoso.yaml:4: YAML syntax error",
+    ),
+    "unknown key": (
+        lambda p: edit(p, "    domain:", "    colour: red\n    domain:"),
+        "specs/customers/contoso.yaml:4: customers[0].colour: unknown key",
+    ),
+    "bad GUID": (
+        lambda p: edit(p, "354ec307-e470-40d2-9563-5fed10cb4044", "354ec307-e470-40d2-9563"),
+        "specs/customers/contoso.yaml:6: customers[0].subscriptions[0].id: must be a GUID",
+    ),
+    "bad status": (
+        lambda p: edit(p, "status: suspended ", "status: paused    "),
+        "specs/customers/contoso.yaml:13: customers[0].subscriptions[1].status: must be one of",
+    ),
+    "quantity below 1": (
+        lambda p: edit(p, "quantity: 30", "quantity: 0"),
+        "specs/customers/contoso.yaml:9: customers[0].subscriptions[0].quantity: "
+        "must be >= 1, got 0",
+    ),
+    "duplicate id across files": (
+        lambda p: (p.parent / "copy.yaml").write_text(
+            textwrap.dedent(f"""\
+                customers:
+                  - id: {CONTOSO.upper()}
+                    name: Contoso again
+            """)
+        ),
+        "specs/customers/copy.yaml:2: customers[0].id: duplicate customer id "
+        f"{CONTOSO}, also in specs/customers/contoso.yaml:2",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "mode", [["--dry-run"], [], ["validate"]], ids=["dry-run", "apply", "validate"]
+)
+@pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_is_one_line_and_changes_nothing(
+    example: Path, case: tuple, mode: list[str]
+) -> None:
+    make_bad, message = case
+    make_bad(example / CONTOSO_FILE)
+    before = snapshot(example / "state")
+    result = run(*mode, cwd=example)
+    assert_clean_failure(result, before, example, message)
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+
+
+def test_dry_run_exit_codes(example: Path) -> None:
+    before = snapshot(example / "state")
+    assert run("--dry-run", cwd=example).returncode == 0
+    changes = run("--dry-run", "--detailed-exitcode", cwd=example)
+    assert changes.returncode == 2
+    assert snapshot(example / "state") == before
+
+
+def test_blocked_items_alone_are_not_changes(example: Path) -> None:
+    assert run(cwd=example).returncode == 0
+    result = run("--dry-run", "--detailed-exitcode", "--output", "json", cwd=example)
+    assert result.returncode == 0
+    plan = json.loads(result.stdout)
+    assert plan["has_changes"] is False and plan["actions"] == [] and len(plan["blocked"]) == 2
+
+
+def test_json_apply_is_one_document_with_results(example: Path) -> None:
+    result = run("--output", "json", cwd=example)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["format_version"] == 1
+    assert [r["status"] for r in document["results"]] == ["applied"] * 6
+    assert [r["id"] for r in document["results"]] == [a["id"] for a in document["actions"]]
+    assert all(r["error"] is None for r in document["results"])
+
+
+def test_markdown_plan(example: Path) -> None:
+    result = run("--dry-run", "--output", "markdown", cwd=example)
+    assert result.returncode == 0
+    assert result.stdout.startswith("<!-- partner-reconciler plan -->")
+    assert "| ⚠️ remove relationship | 1 |" in result.stdout
+    assert result.stdout.index("Removals and suspensions") < result.stdout.index("Other changes")
+    assert "<details>" in result.stdout
+
+
+def test_partner_mismatch_is_refused(example: Path) -> None:
+    edit(example / "specs/partner.yaml", PARTNER, "11111111-2222-4333-8444-555555555555")
+    before = snapshot(example / "state")
+    for mode in (["--dry-run"], []):
+        assert_clean_failure(run(*mode, cwd=example), before, example, "specs are for partner")
+
+
+def test_empty_specs_are_refused_unless_mass_removal_is_allowed(example: Path) -> None:
+    for path in (example / "specs/customers").iterdir():
+        path.unlink()
+    before = snapshot(example / "state")
+    assert_clean_failure(run("--dry-run", cwd=example), before, example, "no customers")
+    assert_clean_failure(run(cwd=example), before, example, "no customers")
+    allowed = run("--dry-run", "--allow-mass-removal", "--output", "json", cwd=example)
+    assert allowed.returncode == 0
+    assert (
+        json.loads(allowed.stdout)["summary"]["remove_relationship"] == 2
+    )  # woodgrove is protected
+
+
+def test_max_removals_refuses_apply_and_warns_in_dry_run(example: Path) -> None:
+    before = snapshot(example / "state")
+    assert_clean_failure(
+        run("--max-removals", "0", cwd=example), before, example, "more than --max-removals 0"
+    )
+    preview = run("--dry-run", "--max-removals", "0", "--output", "json", cwd=example)
+    assert any("applying it will be refused" in w for w in json.loads(preview.stdout)["warnings"])
+    assert run("--max-removals", "0", "--allow-mass-removal", cwd=example).returncode == 0
+
+
+def test_saved_plan_is_applied_exactly(example: Path) -> None:
+    saved = run("--dry-run", "--plan-out", "plan.json", "--detailed-exitcode", cwd=example)
+    assert saved.returncode == 2
+    plan = json.loads((example / "plan.json").read_text())
+    assert plan == json.loads(run("--dry-run", "--output", "json", cwd=example).stdout)
+    applied = run("--plan", "plan.json", "--output", "json", cwd=example)
+    assert applied.returncode == 0, applied.stderr
+    assert [r["id"] for r in json.loads(applied.stdout)["results"]] == [
+        a["id"] for a in plan["actions"]
+    ]
+
+
+def test_stale_saved_plan_is_refused(example: Path) -> None:
+    assert run("--dry-run", "--plan-out", "plan.json", cwd=example).returncode == 0
+    world = example / "state/world.json"
+    edit(world, '"quantity": 25', '"quantity": 26')
+    before = snapshot(example / "state")
+    assert_clean_failure(
+        run("--plan", "plan.json", cwd=example), before, example, "saved plan is stale"
+    )
+
+
+def test_malformed_saved_plan_is_refused(example: Path) -> None:
+    (example / "plan.json").write_text('{"format_version": 1}')
+    before = snapshot(example / "state")
+    assert_clean_failure(
+        run("--plan", "plan.json", cwd=example), before, example, "not a saved plan"
+    )
+
+
+def test_failed_action_exits_1_and_skips_its_dependents(example: Path) -> None:
+    assert run("--dry-run", "--plan-out", "plan.json", cwd=example).returncode == 0
+    plan = json.loads((example / "plan.json").read_text())
+    # A hand-made plan whose first suspension names a subscription that does not exist.
+    plan["actions"][0]["subscription_id"] = "99999999-9999-4999-8999-999999999999"
+    (example / "plan.json").write_text(json.dumps(plan))
+    result = run("--plan", "plan.json", "--output", "json", cwd=example)
+    assert result.returncode == 1
+    statuses = {r["id"]: r["status"] for r in json.loads(result.stdout)["results"]}
+    assert statuses["a1"] == "failed" and statuses["a3"] == "skipped"
+    assert statuses["a2"] == "applied" and statuses["a6"] == "applied"
+    status = run("status", cwd=example)
+    assert "failed 1, skipped 1" in status.stdout
+
+
+def test_usage_errors_exit_1(example: Path) -> None:
+    for args in (
+        ["--detailed-exitcode"],
+        ["--plan-out", "x.json"],
+        ["--dry-run", "--plan", "x"],
+        ["--parallelism", "0"],
+        ["--output", "yaml"],
+        ["--no-such-option"],
+    ):
+        result = run(*args, cwd=example)
+        assert result.returncode == 1, args
+        assert "Traceback" not in result.stderr
+
+
+def test_a_second_apply_waits_for_the_lock_then_names_the_holder(example: Path) -> None:
+    with FileStore(example / "state").lock(timeout=0):
+        result = run(cwd=example)
+        assert result.returncode == 1
+        assert f"locked by pid {os.getpid()}" in result.stderr
+        assert run("--dry-run", cwd=example).returncode == 0  # a dry run never needs the lock
+
+
+def test_missing_world_file_is_a_clear_error(example: Path) -> None:
+    (example / "state/world.json").unlink()
+    result = run("--dry-run", cwd=example)
+    assert result.returncode == 1 and "world.json: no such file" in result.stderr
+
+
+def test_schema_and_validate(example: Path) -> None:
+    schema = run("schema", cwd=example)
+    assert schema.returncode == 0 and json.loads(schema.stdout)["title"]
+    valid = run("validate", cwd=example)
+    assert valid.returncode == 0 and "4 files, 3 customers, 6 subscriptions: valid." in valid.stdout
+
+
+def test_world_accept_of_an_unknown_customer_needs_a_name(example: Path) -> None:
+    stranger = "12345678-1234-4234-8234-123456789012"
+    assert run("world", "accept", stranger, cwd=example).returncode == 1
+    assert run("world", "accept", "not-a-guid", cwd=example).returncode == 1
+    assert run("world", "accept", stranger, "--name", "Adatum", cwd=example).returncode == 0
+    world = json.loads((example / "state/world.json").read_text())
+    assert any(c["id"] == stranger and c["name"] == "Adatum" for c in world["customers"])

@@ -1,0 +1,78 @@
+"""The shipped example plans what the README says it plans, and the README's walkthrough works."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import run
+
+CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
+FABRIKAM = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
+NORTHWIND = "3b9c8398-289a-4913-861d-2dafb70bf03c"
+TAILSPIN = "8ca21255-597d-46ee-8895-0c95529977fd"
+
+
+def plan_json(directory: Path) -> dict:
+    result = run("--dry-run", "--output", "json", cwd=directory)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_example_plans_every_kind_of_action(example: Path) -> None:
+    plan = plan_json(example)
+    steps = [(a["id"], a["type"], a["customer_id"], a["depends_on"]) for a in plan["actions"]]
+    assert steps == [
+        ("a1", "suspend_subscription", FABRIKAM, []),
+        ("a2", "suspend_subscription", FABRIKAM, []),
+        ("a3", "remove_relationship", FABRIKAM, ["a1", "a2"]),
+        ("a4", "suspend_subscription", CONTOSO, []),
+        ("a5", "update_quantity", CONTOSO, []),
+        ("a6", "request_relationship", NORTHWIND, []),
+    ]
+    assert (plan["actions"][4]["from"], plan["actions"][4]["to"]) == (25, 30)
+    assert [(b["type"], b["customer_id"], b["reason"]) for b in plan["blocked"]] == [
+        ("reactivate_subscription", NORTHWIND, "awaiting_acceptance")
+    ] * 2
+    assert plan["unmanaged"] == [{"customer_id": TAILSPIN, "subscription_id": None}]
+    assert plan["warnings"] == []
+    assert plan["summary"] == {
+        "suspend_subscription": 3,
+        "reactivate_subscription": 0,
+        "update_quantity": 1,
+        "remove_relationship": 1,
+        "request_relationship": 1,
+    }
+
+
+def test_readme_walkthrough(example: Path) -> None:
+    text = run("--dry-run", cwd=example)
+    assert text.returncode == 0
+    assert (
+        "Plan: 1 to remove, 3 to suspend, 1 to update, 0 to reactivate, 1 to request" in text.stdout
+    )
+
+    applied = run(cwd=example)
+    assert applied.returncode == 0, applied.stderr
+    assert "applied 6 of 6" in applied.stdout
+
+    assert run("--dry-run", "--detailed-exitcode", cwd=example).returncode == 0
+
+    status = run("status", cwd=example)
+    assert "Northwind Traders" in status.stdout
+    assert "partnerId=0e1ef465-9299-45ce-a98c-57c49bded0ce&msppId=0&DAP=false" in status.stdout
+
+    assert run("world", "accept", NORTHWIND, cwd=example).returncode == 0
+    after = run("--dry-run", "--output", "json", cwd=example)
+    types = [a["type"] for a in json.loads(after.stdout)["actions"]]
+    assert types == ["reactivate_subscription", "reactivate_subscription"]
+    assert run(cwd=example).returncode == 0
+    assert run("--dry-run", "--detailed-exitcode", cwd=example).returncode == 0
+
+    world = json.loads((example / "state" / "world.json").read_text())
+    northwind = next(c for c in world["customers"] if c["id"] == NORTHWIND)
+    assert northwind["relationship"] == "reseller"
+    assert {s["status"] for s in northwind["subscriptions"]} == {"active"}
+    fabrikam = next(c for c in world["customers"] if c["id"] == FABRIKAM)
+    assert fabrikam["relationship"] == "none"
+    assert {s["status"] for s in fabrikam["subscriptions"]} == {"suspended"}
