@@ -1,0 +1,120 @@
+"""The controller's records: protection, the managed set, pending requests, files and the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import customer, desired, gid, records, sub, want, world
+
+from controller.errors import LockError, StateError
+from controller.records import FileStore, Records, effective_protected, next_records
+
+
+@pytest.mark.parametrize(
+    ("recorded", "spec_protected", "expected"),
+    [
+        ((), None, False),
+        ((), True, True),
+        ((1,), None, True),  # listed without the key: protection stays
+        ((1,), False, False),  # only an explicit false lifts it
+    ],
+)
+def test_protection(recorded: tuple, spec_protected: bool | None, expected: bool) -> None:
+    spec = desired(want(1, protected=spec_protected))
+    assert (gid(1) in effective_protected(spec, records(protected=recorded))) is expected
+
+
+def test_protection_survives_the_deletion_of_the_block() -> None:
+    after = next_records(records(), desired(want(1, protected=True)), world(customer(1)))
+    assert gid(1) in effective_protected(desired(want(2)), after)
+
+
+def test_managed_set_follows_the_specs_and_forgets_removed_customers() -> None:
+    current = world(customer(1), customer(2, relationship="none"), customer(3))
+    after = next_records(records(managed=(1, 2, 3)), desired(want(4)), current)
+    assert after.managed == (gid(1), gid(3), gid(4))  # 2 was removed; 4 is in the specs
+
+
+def test_pending_requests_end_on_acceptance_or_when_the_specs_drop_them() -> None:
+    current = world(customer(1), customer(2, relationship="none"), customer(3, relationship="none"))
+    after = next_records(records(pending=(1, 2, 3)), desired(want(1), want(2)), current)
+    assert [p.customer_id for p in after.pending] == [gid(2)]
+
+
+def test_records_file_round_trip_is_stable(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    assert store.load() == Records()
+    recs = records(managed=(2, 1), protected=(1,), pending=(3,))
+    store.save(recs)
+    assert store.load() == recs
+    stamp = store.records_path.stat().st_mtime_ns
+    time.sleep(0.01)
+    store.save(recs)
+    assert store.records_path.stat().st_mtime_ns == stamp  # unchanged records are not rewritten
+    assert json.loads(store.records_path.read_text())["format_version"] == 1
+
+
+def test_a_corrupt_records_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "records.json").write_text('{"managed": "nope"}')
+    with pytest.raises(StateError, match="records.json: managed"):
+        FileStore(tmp_path).load()
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.append_journal({"event": "run_started", "run": "r"})
+    with open(store.journal_path, "a") as handle:
+        handle.write('{"event": "action_sta')
+    assert store.read_journal() == [{"event": "run_started", "run": "r"}]
+
+
+def test_the_lock_names_its_holder_and_is_released(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    with store.lock(timeout=0), pytest.raises(LockError, match=f"pid {os.getpid()} on"):
+        FileStore(tmp_path).lock(timeout=0.1).__enter__()
+    with store.lock(timeout=0):
+        pass
+    assert not (tmp_path / "lock.json").exists()
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from controller.records import FileStore\n"
+            "with FileStore(Path(sys.argv[1])).lock(timeout=0):\n"
+            "    print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockError):
+        FileStore(tmp_path).lock(timeout=0).__enter__()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with FileStore(tmp_path).lock(
+        timeout=2
+    ):  # the kernel released it; the stale lock.json is not a lock
+        pass
+
+
+def test_world_file_keeps_subscriptions_in_order(tmp_path: Path) -> None:
+    from controller.providers.local import LocalProvider, render_world
+
+    (tmp_path / "world.json").write_text(render_world(world(customer(1, sub(12), sub(11)))))
+    provider = LocalProvider(tmp_path)
+    provider.suspend_subscription(gid(1), gid(11))
+    saved = json.loads((tmp_path / "world.json").read_text())
+    assert [s["id"] for s in saved["customers"][0]["subscriptions"]] == [gid(12), gid(11)]
+    assert saved["customers"][0]["subscriptions"][1]["status"] == "suspended"
+    assert not list(tmp_path.glob(".world.json.*"))  # no temporary file left behind

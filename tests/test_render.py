@@ -1,0 +1,88 @@
+"""Renderers: the JSON document's exact shape, text like Terraform's, markdown for PRs."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import customer, desired, records, sub, want, want_sub, world
+
+from controller.document import ActionResult
+from controller.plan import plan
+from controller.render import Outcome, markdown, text
+from controller.render import json as json_render
+
+CURRENT = world(
+    customer(1, sub(11), sub(12), name="Fabrikam"),
+    customer(2, sub(21, quantity=2), name="Contoso"),
+    customer(3, sub(31, "suspended"), relationship="none", name="Northwind"),
+    customer(4, name="Tailspin"),
+)
+SPEC = desired(
+    want(2, want_sub(21, quantity=5), name="Contoso"), want(3, want_sub(31), name="Northwind")
+)
+PLAN = plan(SPEC, CURRENT, records(managed=(1, 2)))
+
+
+def test_json_document_has_exactly_the_contract_fields() -> None:
+    document = json.loads(json_render.render_plan(PLAN))
+    assert list(document) == [
+        "format_version",
+        "has_changes",
+        "fingerprint",
+        "summary",
+        "actions",
+        "blocked",
+        "unmanaged",
+        "warnings",
+    ]
+    assert list(document["actions"][0]) == [
+        "id",
+        "type",
+        "customer_id",
+        "subscription_id",
+        "depends_on",
+        "from",
+        "to",
+        "reason",
+    ]
+    assert list(document["blocked"][0]) == ["type", "customer_id", "subscription_id", "reason"]
+    assert len(document["fingerprint"]) == 64
+
+
+def test_json_outcome_adds_results_and_reports_leftovers_as_warnings() -> None:
+    results = tuple(ActionResult(id=a.id, status="applied") for a in PLAN.actions)
+    document = json.loads(json_render.render_outcome(Outcome(PLAN, results, PLAN)))
+    assert [r["id"] for r in document["results"]] == [a.id for a in PLAN.actions]
+    assert sum(w.startswith("left after apply") for w in document["warnings"]) == len(PLAN.actions)
+
+
+def test_text_lists_destructive_actions_first_and_ends_with_a_summary() -> None:
+    rendered = text.render_plan(PLAN)
+    assert rendered.index("remove relationship") < rendered.index("update quantity")
+    assert rendered.index("update quantity") < rendered.index("request relationship")
+    assert rendered.rstrip().splitlines()[-1] == (
+        "Plan: 1 to remove, 2 to suspend, 1 to update, 0 to reactivate, 1 to request; "
+        "1 blocked, 1 unmanaged."
+    )
+    assert "Fabrikam" in rendered and "\x1b[" not in rendered
+
+
+def test_text_is_coloured_only_when_asked() -> None:
+    assert "\x1b[" in text.render_plan(PLAN, colour=True)
+
+
+def test_empty_plan_says_no_changes() -> None:
+    quiet = plan(desired(want(4, name="Tailspin")), CURRENT, records(managed=(4,)))
+    assert text.render_plan(quiet).startswith("No changes.")
+    assert "**No changes.**" in markdown.render_plan(quiet)
+
+
+def test_markdown_puts_removals_first_and_collapses_long_lists() -> None:
+    rendered = markdown.render_plan(PLAN)
+    assert rendered.index("Removals and suspensions (3)") < rendered.index("Other changes (2)")
+    assert "| ⚠️ remove relationship | 1 |" in rendered
+    assert "<summary>Blocked until customers accept (1)</summary>" in rendered
+    assert markdown.render_plan(PLAN) == rendered  # stable, so a bot can update one comment
+    many = world(customer(99), *(customer(c, sub(c * 100)) for c in range(1, 8)))
+    long_plan = plan(desired(want(99)), many, records(managed=tuple(range(1, 8))))
+    assert "<summary>⚠️ Removals and suspensions (14)</summary>" in markdown.render_plan(long_plan)
