@@ -3,6 +3,9 @@ and idempotence, with the plan applied by the real executor to a world that enfo
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from helpers import PARTNER, gid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,8 +13,17 @@ from hypothesis import strategies as st
 from controller.apply import Executor
 from controller.current import CurrentState, Customer, Subscription
 from controller.plan import Plan, plan
+from controller.providers.local import LocalProvider, render_world
 from controller.providers.memory import MemoryProvider
-from controller.records import MemoryStore, PendingRequest, Records, next_records
+from controller.providers.world import WorldProvider
+from controller.records import (
+    FileStore,
+    MemoryStore,
+    PendingRequest,
+    Records,
+    RecordStore,
+    next_records,
+)
 from controller.spec import CustomerSpec, Desired, PartnerSpec, SubscriptionSpec
 
 STATUSES = ("active", "suspended", "deleted", "expired", "pending", "disabled")
@@ -34,7 +46,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Desired, CurrentState, Records]:
         customers.append(
             Customer(id=gid(c), name=f"C{c}", relationship=relationship, subscriptions=subs)
         )
-    current = CurrentState(partner={"id": PARTNER}, customers=tuple(customers))  # type: ignore[arg-type]
+    current = CurrentState(partner={"id": PARTNER}, customers=tuple(customers))
     known = [c.id for c in customers]
     unknown = [gid(900 + n) for n in range(draw(st.integers(0, 2)))]
     listed = (
@@ -78,7 +90,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Desired, CurrentState, Records]:
     return desired, current, records
 
 
-def reconcile(desired: Desired, provider: MemoryProvider, store: MemoryStore) -> Plan:
+def reconcile(desired: Desired, provider: WorldProvider, store: RecordStore) -> Plan:
     """One apply pass as the CLI runs it: plan, execute, update the records."""
     made = plan(desired, provider.observe(), store.load())
     results = Executor(provider, store, parallelism=4).run(made)
@@ -148,3 +160,20 @@ def test_after_every_customer_accepts_the_world_converges(scenario: tuple) -> No
     reconcile(desired, provider, store)
     final = plan(desired, provider.observe(), store.load())
     assert final.actions == () and final.blocked == ()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_the_local_world_file_converges_too(scenario: tuple) -> None:
+    """The same property through the real local provider and file store, on disk."""
+    desired, current, records = scenario
+    with tempfile.TemporaryDirectory() as directory:
+        state = Path(directory)
+        (state / "world.json").write_text(render_world(current))
+        provider, store = LocalProvider(state), FileStore(state)
+        store.save(records)
+        reconcile(desired, provider, store)
+        assert plan(desired, provider.observe(), store.load()).actions == ()
+        world_file = (state / "world.json").read_bytes()
+        assert reconcile(desired, provider, store).actions == ()
+        assert (state / "world.json").read_bytes() == world_file
