@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .ids import CustomerId, Guid, SubscriptionId
+from .ids import Guid
 
 Relationship = Literal["reseller", "none"]
 SubscriptionStatus = Literal["active", "suspended", "deleted", "expired", "pending", "disabled"]
@@ -42,8 +42,8 @@ class Customer(_Frozen):
     subscriptions: tuple[Subscription, ...] = ()
 
     @cached_property
-    def subscriptions_by_id(self) -> dict[SubscriptionId, Subscription]:
-        return {SubscriptionId(s.id): s for s in self.subscriptions}
+    def subscriptions_by_id(self) -> dict[str, Subscription]:
+        return {s.id: s for s in self.subscriptions}
 
     def evolve(self, **changes: Any) -> Customer:
         """A copy with ``changes``; built afresh so that no cached index is carried over."""
@@ -57,8 +57,8 @@ class CurrentState(_Frozen):
     customers: tuple[Customer, ...] = ()
 
     @cached_property
-    def customers_by_id(self) -> dict[CustomerId, Customer]:
-        return {CustomerId(c.id): c for c in self.customers}
+    def customers_by_id(self) -> dict[str, Customer]:
+        return {c.id: c for c in self.customers}
 
     def replace_customer(self, customer: Customer) -> CurrentState:
         """Return a copy with ``customer`` replacing the one with its id, or added at the end."""

@@ -76,7 +76,8 @@ def _views(spec: CustomerSpec, customer: Customer) -> tuple[dict[str, Any], dict
     if spec.domain is not None:
         wanted["domain"] = spec.domain.lower()
         actual["domain"] = (customer.domain or "").lower()
-    wanted_subs, actual_subs = {}, {}
+    wanted_subs: dict[str, dict[str, Any]] = {}
+    actual_subs: dict[str, dict[str, Any]] = {}
     for sub in spec.subscriptions:
         existing = customer.subscriptions_by_id.get(SubscriptionId(sub.id))
         if existing is None:

@@ -228,7 +228,7 @@ class _PlanBuilder:
         actions = tuple(
             Action(
                 id=ids[d.key],
-                type=d.key[0],  # type: ignore[arg-type]
+                type=d.key[0],
                 customer_id=d.key[1],
                 subscription_id=d.key[2],
                 depends_on=tuple(sorted((ids[k] for k in d.after), key=_id_number)),
@@ -412,7 +412,7 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_i
     if not changes:
         return
     assert diff.current is not None
-    current = diff.current.subscriptions_by_id[subscription_id]  # type: ignore[index]
+    current = diff.current.subscriptions_by_id[subscription_id]
     if current.status not in ("active", "suspended"):
         builder.warnings.append(
             _(

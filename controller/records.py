@@ -32,8 +32,6 @@ from .i18n import _
 from .ids import CustomerId, Guid
 from .spec import Desired
 
-RECORDS_FORMAT_VERSION = 1
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,7 +49,7 @@ class PendingRequest(_Frozen):
 class Records(_Frozen):
     """What the controller remembers between runs, apart from the journal."""
 
-    format_version: Literal[1] = RECORDS_FORMAT_VERSION
+    format_version: Literal[1] = 1
     partner_id: Guid | None = None
     managed: tuple[Guid, ...] = ()
     protected: tuple[Guid, ...] = ()

@@ -108,7 +108,7 @@ class _DuplicateKeyError(yaml.MarkedYAMLError):
     pass
 
 
-class _SpecLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _SpecLoader(_BaseLoader):
     """The safe loader (libyaml's C parser when present) refusing duplicate mapping keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -166,7 +166,7 @@ def format_field(path: Path_) -> str:
 
 # --- validation messages ------------------------------------------------------------------------
 
-_KEYS_BY_PARENT = {
+_KEYS_BY_PARENT: dict[str, type[BaseModel]] = {
     "subscriptions": SubscriptionSpec,
     "customers": CustomerSpec,
     "partner": PartnerSpec,
