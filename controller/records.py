@@ -147,10 +147,20 @@ class FileStore:
         text = json.dumps(records.model_dump(mode="json"), indent=2) + "\n"
         if self.records_path.exists() and self.records_path.read_text(encoding="utf-8") == text:
             return
-        atomic_write(self.records_path, text)
+        try:
+            atomic_write(self.records_path, text)
+        except OSError as exc:
+            raise StateError(
+                _("{}: cannot write: {}").format(self.records_path, exc.strerror)
+            ) from exc
 
     def append_journal(self, entry: Mapping[str, Any]) -> None:
-        append_durably(self.journal_path, json.dumps(dict(entry), sort_keys=True))
+        try:
+            append_durably(self.journal_path, json.dumps(dict(entry), sort_keys=True))
+        except OSError as exc:
+            raise StateError(
+                _("{}: cannot write: {}").format(self.journal_path, exc.strerror)
+            ) from exc
 
     def read_journal(self) -> list[dict[str, Any]]:
         """Every journal entry; a torn last line (a kill mid-append) is ignored."""

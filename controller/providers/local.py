@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..current import CurrentState
-from ..errors import StateError
+from ..errors import PermanentProviderError, StateError
 from ..fsutil import atomic_write
 from ..i18n import _
 from .world import WorldProvider
@@ -49,4 +49,8 @@ class LocalProvider(WorldProvider):
         return read_world(self.path)
 
     def store_world(self, world: CurrentState) -> None:
-        atomic_write(self.path, render_world(world))
+        try:
+            atomic_write(self.path, render_world(world))
+        except OSError as exc:
+            message = _("{}: cannot write: {}").format(self.path, exc.strerror)
+            raise PermanentProviderError(message, code="io_error") from exc
