@@ -21,6 +21,7 @@ from .document import ActionResult
 from .errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from .plan import Action, Plan
 from .providers.base import Provider
+from .ratelimit import RateLimiter
 from .records import PendingRequest, RecordStore, utc_now
 
 
@@ -53,6 +54,7 @@ class Executor:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     on_result: Callable[[Action, ActionResult], None] | None = None
     names: Mapping[str, str] = field(default_factory=dict)
+    rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
     _journal_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,6 +156,7 @@ class Executor:
         started = time.monotonic()
         for attempt in range(self.retry.attempts):
             try:
+                self.rate_limiter.acquire()
                 self._call(action)
                 return
             except PermanentProviderError:

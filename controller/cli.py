@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,13 @@ def _provider_option(function: Any) -> Any:
     help=_("Actions in flight at once."),
 )
 @click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0),
+    default=500.0,
+    show_default=True,
+    help=_("Provider requests per minute, shared by all workers (0: no limit)."),
+)
+@click.option(
     "--lock-timeout",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -159,6 +168,7 @@ def _run(
     allow_mass_removal: bool,
     parallelism: int,
     lock_timeout: float,
+    rate_limit: float,
     yes: bool,
     watch: bool,
     interval: float,
@@ -179,6 +189,7 @@ def _run(
         allow_mass_removal=allow_mass_removal,
         parallelism=parallelism,
         lock_timeout=lock_timeout,
+        rate_limit=rate_limit,
     )
     desired = load_specs(specs_dir)
     if dry_run:
@@ -204,45 +215,86 @@ def _dry_run(
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
 
 
-def _confirm(plan: Any, output: str, interactive: bool) -> bool:
-    if output == "text":
-        click.echo(_render_plan(plan, output), nl=False)
-    if not interactive:
+class _ApplySession:
+    """The terminal side of one apply: the question, signals, progress."""
+
+    def __init__(self, output: str, interactive: bool) -> None:
+        self.output = output
+        self.interactive = interactive
+        self.stop = threading.Event()
+        self.signal: int | None = None
+        self.progress: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def confirm(self, plan: Any) -> bool:
+        """Show the plan, ask on a terminal, then arm the signals and start the progress."""
+        if self.output == "text":
+            click.echo(_render_plan(plan, self.output), nl=False)
+        if self.interactive:
+            question = _("Apply these {} actions? Only 'yes' will be accepted")
+            answer = click.prompt(
+                question.format(len(plan.actions)), default="", show_default=False, err=True
+            )
+            if answer.strip() != "yes":
+                click.echo(_("Apply cancelled."), err=True)
+                return False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        from .progress import make_progress
+
+        self.progress = make_progress(plan.names)
+        self.progress.start(len(plan.actions))
         return True
-    answer = click.prompt(
-        _("Apply these {} actions? Only 'yes' will be accepted").format(len(plan.actions)),
-        default="",
-        show_default=False,
-        err=True,
-    )
-    if answer.strip() != "yes":
-        click.echo(_("Apply cancelled."), err=True)
-        return False
-    return True
+
+    def on_result(self, action: Any, result: Any) -> None:
+        self.progress.advance(action, result)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First signal: start nothing new, let running actions finish and be recorded.
+        The handlers are restored at once, so a second signal interrupts as usual."""
+        self.signal = signum
+        self.stop.set()
+        self._restore()
+        log.warning(
+            _("%s: finishing the actions in flight, starting no more; the next run resumes"),
+            signal.Signals(signum).name,
+        )
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        self._restore()
 
 
 def _apply(desired: Any, options: Any, output: str, plan_file: Path | None, yes: bool) -> int:
     from .document import read_plan_file
     from .reconcile import apply
-    from .render.text import result_line
 
     saved = read_plan_file(plan_file) if plan_file else None
-    interactive = sys.stdin.isatty() and not yes
-    names: dict[str, str] = {}
-
-    def confirm(plan: Any) -> bool:
-        names.update(plan.names)
-        return _confirm(plan, output, interactive)
-
-    def on_result(action: Any, result: Any) -> None:
-        log.info("%s", result_line(action, result, names))
-
-    outcome = apply(desired, options, saved_plan=saved, confirm=confirm, on_result=on_result)
+    session = _ApplySession(output, interactive=sys.stdin.isatty() and not yes)
+    try:
+        outcome = apply(
+            desired,
+            options,
+            saved_plan=saved,
+            confirm=session.confirm,
+            on_result=session.on_result,
+            stop=session.stop,
+        )
+    finally:
+        session.close()
     if outcome is None:
         return EXIT_ERROR
     if output == "text" and not outcome.plan.has_changes:
         click.echo(_render_plan(outcome.plan, output), nl=False)
     click.echo(_render_outcome(outcome, output), nl=False)
+    if session.signal is not None:
+        return 128 + session.signal
     return EXIT_OK if outcome.succeeded else EXIT_ERROR
 
 

@@ -3,6 +3,7 @@ observe again and re-plan. Shared by the command line and, later, the watch loop
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import ReconcileError, StalePlanError
 from .i18n import _
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
 from .providers.base import Provider
+from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
 from .spec import Desired
@@ -29,6 +31,7 @@ class Options:
     allow_mass_removal: bool = False
     parallelism: int = 8
     lock_timeout: float = 0.0
+    rate_limit: float = 500.0  # requests per minute; 0: no limit
 
 
 def open_provider(name: str, state_dir: Path) -> Provider:
@@ -74,10 +77,12 @@ def apply(
     saved_plan: Plan | None = None,
     confirm: Callable[[Plan], bool] = lambda _plan: True,
     on_result: Callable[[Action, ActionResult], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome | None:
     """Plan (or take the saved plan) and apply it under the state lock, then observe again.
 
-    Returns None when ``confirm`` declines."""
+    Returns None when ``confirm`` declines. Setting ``stop`` starts no more actions; those
+    running finish and are recorded."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     provider = open_provider(options.provider, options.state_dir)
     store = open_store(options.state_dir)
@@ -97,6 +102,8 @@ def apply(
             parallelism=options.parallelism,
             on_result=on_result,
             names=chosen.names,
+            rate_limiter=RateLimiter(options.rate_limit),
+            stop=stop or threading.Event(),
         )
         results = executor.run(chosen) if chosen.has_changes else ()
         after = provider.observe()
