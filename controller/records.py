@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -189,11 +190,18 @@ class FileStore:
                 self.holder_path.unlink(missing_ok=True)
 
     def _holder_message(self) -> str:
-        try:
-            holder = json.loads(self.holder_path.read_text(encoding="utf-8"))
-            who = _("pid {pid} on {host}, since {since}").format(**holder)
-        except (OSError, ValueError, KeyError):
-            who = _("another process")
+        # The holder writes lock.json just after taking the lock: give it a moment to appear.
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                holder = json.loads(self.holder_path.read_text(encoding="utf-8"))
+                who = _("pid {pid} on {host}, since {since}").format(**holder)
+                break
+            except (OSError, ValueError, KeyError):
+                if time.monotonic() > deadline:
+                    who = _("another process")
+                    break
+                time.sleep(0.02)
         return _("state directory {} is locked by {}: another apply is running").format(
             self.state_dir, who
         )

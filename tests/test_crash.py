@@ -1,0 +1,132 @@
+"""Real ``reconcile`` processes on a large local plan: killed with SIGKILL at many moments,
+stopped with SIGTERM, and started twice at once. Whatever happens, the world stays readable, no
+relationship is removed while a subscription is active, and the next run converges."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import RECONCILE, run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from generate import generate  # noqa: E402
+
+from controller.providers.local import read_world  # noqa: E402
+from controller.records import FileStore  # noqa: E402
+
+APPLY = ["--allow-mass-removal", "--rate-limit", "0", "--parallelism", "4"]
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 300 actions: 75 customers removed, 3 active subscriptions each."""
+    root = tmp_path_factory.mktemp("large")
+    generate(root, customers=80, subscriptions=3, remove=0.95, seed=3)
+    return root
+
+
+def fresh_copy(large: Path, tmp_path: Path) -> Path:
+    shutil.copytree(large / "specs", tmp_path / "specs")
+    shutil.copytree(large / "state", tmp_path / "state")
+    return tmp_path
+
+
+def start(directory: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [RECONCILE, *APPLY, *extra],
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def journal(directory: Path) -> list[dict]:
+    return FileStore(directory / "state").read_journal()
+
+
+def check_invariants(directory: Path) -> None:
+    world = read_world(directory / "state" / "world.json")  # readable, valid
+    for customer in world.customers:
+        if customer.relationship == "none":
+            assert all(s.status != "active" for s in customer.subscriptions), customer.id
+    json.loads((directory / "state" / "records.json").read_text())
+    suspended: set[str] = set()
+    subscriptions = {c.id: {s.id for s in c.subscriptions} for c in world.customers}
+    for entry in journal(directory):
+        if entry["event"] == "action_applied" and entry["type"] == "suspend_subscription":
+            suspended.add(entry["subscription_id"])
+        if entry["event"] == "action_started" and entry["type"] == "remove_relationship":
+            assert subscriptions[entry["customer_id"]] <= suspended, "removal before suspension"
+
+
+def test_sigkill_at_many_moments_never_breaks_an_ordering_rule_and_the_next_run_converges(
+    large: Path, tmp_path: Path
+) -> None:
+    directory = fresh_copy(large, tmp_path)
+    rng = random.Random(42)
+    interrupted = 0
+    for _ in range(10):
+        process = start(directory)
+        time.sleep(rng.uniform(0.3, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        check_invariants(directory)
+        runs = [e for e in journal(directory) if e["event"] == "run_started"]
+        finished = [e for e in journal(directory) if e["event"] == "run_finished"]
+        interrupted += len(runs) > len(finished)
+    assert interrupted >= 3, "the kills should land in the middle of applies"
+    final = run(*APPLY, cwd=directory)
+    assert final.returncode == 0, final.stderr
+    check_invariants(directory)
+    assert run("--dry-run", "--detailed-exitcode", cwd=directory).returncode == 0
+    world = read_world(directory / "state" / "world.json")
+    assert sum(c.relationship == "none" for c in world.customers) >= 70
+
+
+def test_sigterm_finishes_what_is_in_flight_records_it_and_exits_143(
+    large: Path, tmp_path: Path
+) -> None:
+    directory = fresh_copy(large, tmp_path)
+    process = start(directory)
+    deadline = time.monotonic() + 30
+    while not any(e["event"] == "action_applied" for e in journal(directory)):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "SIGTERM" in stderr
+    entries = journal(directory)
+    started = {e["id"] for e in entries if e["event"] == "action_started"}
+    outcomes = {e["id"] for e in entries if e["event"] in ("action_applied", "action_failed")}
+    assert started == outcomes  # every action that started was recorded as finished
+    assert entries[-1]["event"] == "run_finished" and entries[-1]["skipped"] > 0
+    check_invariants(directory)
+    status = run("status", cwd=directory)
+    assert "skipped" in status.stdout
+    assert run(*APPLY, cwd=directory).returncode == 0
+    assert run("--dry-run", "--detailed-exitcode", cwd=directory).returncode == 0
+
+
+def test_two_applies_at_once_exactly_one_applies_and_the_other_names_the_holder(
+    large: Path, tmp_path: Path
+) -> None:
+    directory = fresh_copy(large, tmp_path)
+    first, second = start(directory), start(directory)
+    results = [(p, *p.communicate(timeout=120)) for p in (first, second)]
+    codes = sorted(p.returncode for p, _out, _err in results)
+    assert codes == [0, 1], [(p.returncode, err) for p, _out, err in results]
+    winner = next(p for p, _out, _err in results if p.returncode == 0)
+    loser_err = next(err for p, _out, err in results if p.returncode == 1)
+    assert f"locked by pid {winner.pid}" in loser_err
+    assert sum(e["event"] == "run_started" for e in journal(directory)) == 1
