@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class Executor:
     rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
-    _journal_lock: threading.Lock = field(default_factory=threading.Lock)
+    _records_lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
 
     def run(self, plan: Plan, *, run_id: str | None = None) -> tuple[ActionResult, ...]:
@@ -68,8 +69,10 @@ class Executor:
         )
         results = self._run_dag(plan, run_id)
         ordered = tuple(results[a.id] for a in plan.actions)
-        counts = {s: sum(r.status == s for r in ordered) for s in ("applied", "failed", "skipped")}
-        self._journal(run_id, event="run_finished", **counts)
+        counts: dict[str, Any] = {
+            s: sum(r.status == s for r in ordered) for s in ("applied", "failed", "skipped")
+        }
+        self._journal(run_id, sync=True, event="run_finished", **counts)
         return ordered
 
     def _run_dag(self, plan: Plan, run_id: str) -> dict[str, ActionResult]:
@@ -80,16 +83,17 @@ class Executor:
             for before in action.depends_on:
                 dependents[before].append(action.id)
         results: dict[str, ActionResult] = {}
-        ready = [a.id for a in plan.actions if not waiting[a.id]]
+        ready = deque(a.id for a in plan.actions if not waiting[a.id])
         with ThreadPoolExecutor(max_workers=max(1, self.parallelism)) as pool:
             running: dict[Future[ActionResult], str] = {}
             while ready or running:
                 while ready and len(running) < self.parallelism and not self.stop.is_set():
-                    action_id = ready.pop(0)
+                    action_id = ready.popleft()
                     running[pool.submit(self._perform, by_id[action_id], run_id)] = action_id
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
+                unlocked = []
                 for future in done:
                     action_id = running.pop(future)
                     result = future.result()
@@ -98,9 +102,13 @@ class Executor:
                         for dependent in dependents[action_id]:
                             waiting[dependent].discard(action_id)
                             if not waiting[dependent] and dependent not in results:
-                                ready.append(dependent)
+                                unlocked.append(dependent)
                     else:
                         self._skip_dependents(action_id, by_id, dependents, results, run_id)
+                if unlocked:
+                    # What they depend on must be on record before they start.
+                    self.store.sync_journal()
+                    ready.extend(unlocked)
         for action in plan.actions:  # stopped early: what never started is skipped
             if action.id not in results:
                 result = ActionResult(id=action.id, status="skipped", error="not started")
@@ -136,6 +144,10 @@ class Executor:
             stack.extend(dependents[action_id])
 
     def _perform(self, action: Action, run_id: str) -> ActionResult:
+        # Entries are synced in groups: before any dependent starts, and at the end of the run.
+        # Waiting for each one alone would multiply the syncs without making anything safer:
+        # the next run plans from what it observes, and the journal only has to be right
+        # about order (nothing is recorded as started before what it depends on is recorded).
         self._journal(
             run_id,
             event="action_started",
@@ -194,7 +206,7 @@ class Executor:
             requested_at=utc_now(),
             invitation_url=url,
         )
-        with self._journal_lock:
+        with self._records_lock:
             self.store.save(self.store.load().with_pending(request))
 
     def _journal_action(self, run_id: str, action: Action, result: ActionResult) -> None:
@@ -208,6 +220,6 @@ class Executor:
             error=result.error,
         )
 
-    def _journal(self, run_id: str, **entry: Any) -> None:
-        with self._journal_lock:
-            self.store.append_journal({"time": utc_now(), "run": run_id, **entry})
+    def _journal(self, run_id: str, *, sync: bool = False, **entry: Any) -> None:
+        # No lock here: the store makes concurrent appends durable together (group commit).
+        self.store.append_journal({"time": utc_now(), "run": run_id, **entry}, sync=sync)

@@ -6,9 +6,11 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -72,3 +74,79 @@ def directory_lock(directory: Path, *, timeout: float) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+class DurableLog:
+    """An append-only file of lines, made durable in groups.
+
+    ``append`` queues a line; ``sync`` returns once everything queued so far is on disk. Group
+    commit: whoever syncs first becomes the leader and writes every queued line with one fsync,
+    while later callers wait for it; so many workers journaling at once cost one fsync per batch,
+    not one each. Lines reach the file in the order they were queued."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cond = threading.Condition()
+        self._queue: list[str] = []
+        self._queued = 0  # sequence number of the last line queued
+        self._durable = 0  # ... and of the last line on disk
+        self._leading = False
+        self._failure: tuple[int, OSError] | None = None
+        self._handle: TextIO | None = None
+
+    def append(self, line: str, *, wait: bool = True) -> None:
+        """Queue ``line``; with ``wait``, return once it (and everything before it) is on disk."""
+        with self._cond:
+            self._queue.append(line if line.endswith("\n") else line + "\n")
+            self._queued += 1
+            if wait:
+                self._wait_for(self._queued)
+
+    def sync(self) -> None:
+        """Return once every line queued so far is on disk."""
+        with self._cond:
+            self._wait_for(self._queued)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def _wait_for(self, sequence: int) -> None:
+        while self._durable < sequence:
+            if self._failure and sequence <= self._failure[0]:
+                raise self._failure[1]
+            if self._leading:
+                self._cond.wait()
+            else:
+                self._lead()
+
+    def _lead(self) -> None:
+        """Write and sync everything queued; called with the condition held, released for I/O."""
+        self._leading = True
+        batch, last = self._queue, self._queued
+        self._queue = []
+        self._cond.release()
+        failure: tuple[int, OSError] | None = None
+        try:
+            self._write("".join(batch))
+        except OSError as exc:
+            failure = (last, exc)
+        finally:
+            self._cond.acquire()
+            self._leading = False
+            if failure is None:
+                self._durable = last
+            else:
+                self._failure = failure
+            self._cond.notify_all()
+
+    def _write(self, text: str) -> None:
+        """Append and sync; the file stays open between batches (only the leader touches it)."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._handle.write(text)
+        self._handle.flush()
+        os.fdatasync(self._handle.fileno())

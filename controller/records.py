@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .current import CurrentState
 from .errors import LockError, StateError
-from .fsutil import append_durably, atomic_write, directory_lock
+from .fsutil import DurableLog, atomic_write, directory_lock
 from .i18n import _
 from .ids import CustomerId, Guid
 from .spec import Desired
@@ -116,7 +116,13 @@ class RecordStore(Protocol):
 
     def save(self, records: Records) -> None: ...
 
-    def append_journal(self, entry: Mapping[str, Any]) -> None: ...
+    def append_journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
+        """Append ``entry``; with ``sync``, return once it and every earlier entry is durable."""
+        ...
+
+    def sync_journal(self) -> None:
+        """Return once every entry appended so far is durable."""
+        ...
 
     def read_journal(self) -> list[dict[str, Any]]: ...
 
@@ -130,6 +136,7 @@ class FileStore:
         self.state_dir = state_dir
         self.records_path = state_dir / "records.json"
         self.journal_path = state_dir / "journal.jsonl"
+        self._journal = DurableLog(self.journal_path)
         self.holder_path = state_dir / "lock.json"
 
     def load(self) -> Records:
@@ -155,13 +162,20 @@ class FileStore:
                 _("{}: cannot write: {}").format(self.records_path, exc.strerror)
             ) from exc
 
-    def append_journal(self, entry: Mapping[str, Any]) -> None:
+    def append_journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
         try:
-            append_durably(self.journal_path, json.dumps(dict(entry), sort_keys=True))
+            self._journal.append(json.dumps(dict(entry), sort_keys=True), wait=sync)
         except OSError as exc:
             raise StateError(
                 _("{}: cannot write: {}").format(self.journal_path, exc.strerror)
             ) from exc
+
+    def sync_journal(self) -> None:
+        try:
+            self._journal.sync()
+        except OSError as exc:
+            message = _("{}: cannot write: {}").format(self.journal_path, exc.strerror)
+            raise StateError(message) from exc
 
     def read_journal(self) -> list[dict[str, Any]]:
         """Every journal entry; a torn last line (a kill mid-append) is ignored."""
@@ -221,8 +235,11 @@ class MemoryStore:
     def save(self, records: Records) -> None:
         self.records = records
 
-    def append_journal(self, entry: Mapping[str, Any]) -> None:
+    def append_journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
         self.journal.append(dict(entry))
+
+    def sync_journal(self) -> None:
+        pass
 
     def read_journal(self) -> list[dict[str, Any]]:
         return list(self.journal)
