@@ -118,3 +118,32 @@ def test_world_file_keeps_subscriptions_in_order(tmp_path: Path) -> None:
     assert [s["id"] for s in saved["customers"][0]["subscriptions"]] == [gid(12), gid(11)]
     assert saved["customers"][0]["subscriptions"][1]["status"] == "suspended"
     assert not list(tmp_path.glob(".world.json.*"))  # no temporary file left behind
+
+
+def test_journal_group_commit_keeps_every_line_and_each_writers_order(tmp_path: Path) -> None:
+    import threading
+
+    from controller.fsutil import DurableLog
+
+    log = DurableLog(tmp_path / "log")
+
+    def writer(n: int) -> None:
+        for i in range(200):
+            log.append(json.dumps({"writer": n, "i": i}), wait=i % 3 == 0)
+        log.sync()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    assert len(lines) == 16 * 200
+    for n in range(16):
+        assert [e["i"] for e in lines if e["writer"] == n] == list(range(200))
+
+
+def test_a_journal_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "journal.jsonl").mkdir()  # a directory where the file should be
+    with pytest.raises(StateError, match="journal.jsonl: cannot write"):
+        FileStore(tmp_path).append_journal({"event": "x"})
