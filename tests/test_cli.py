@@ -106,6 +106,9 @@ def test_json_apply_is_one_document_with_results(example: Path) -> None:
     assert [r["status"] for r in document["results"]] == ["applied"] * 6
     assert [r["id"] for r in document["results"]] == [a["id"] for a in document["actions"]]
     assert all(r["error"] is None for r in document["results"])
+    progress = result.stderr.splitlines()
+    assert progress[0] == "applying 6 actions"  # not a terminal: one plain line per action
+    assert sorted(line.split()[1] for line in progress[1:]) == [f"a{n}" for n in range(1, 7)]
 
 
 def test_markdown_plan(example: Path) -> None:

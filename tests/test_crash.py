@@ -130,3 +130,17 @@ def test_two_applies_at_once_exactly_one_applies_and_the_other_names_the_holder(
     loser_err = next(err for p, _out, err in results if p.returncode == 1)
     assert f"locked by pid {winner.pid}" in loser_err
     assert sum(e["event"] == "run_started" for e in journal(directory)) == 1
+
+
+def test_with_a_lock_timeout_the_second_apply_waits_its_turn(large: Path, tmp_path: Path) -> None:
+    directory = fresh_copy(large, tmp_path)
+    first = start(directory)
+    deadline = time.monotonic() + 30
+    while not (directory / "state" / "lock.json").exists():
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.01)
+    second = start(directory, "--lock-timeout", "120")
+    assert first.wait(timeout=120) == 0
+    _out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert sum(e["event"] == "run_started" for e in journal(directory)) == 1  # nothing left to do
