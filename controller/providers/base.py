@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Protocol
 
 from ..current import CurrentState
+
+# The executor names the logical request it is making (run and action), the same across retries
+# of that action, so that a remote provider can send an idempotency key the service de-duplicates.
+logical_request: ContextVar[str | None] = ContextVar("logical_request", default=None)
 
 
 class Provider(Protocol):

@@ -20,10 +20,17 @@ def invitation_url(partner_id: str) -> str:
     return INVITATION_URL.format(partner_id=partner_id)
 
 
-def _related_customer(world: CurrentState, customer_id: str) -> Customer:
+def find_customer(world: CurrentState, customer_id: str) -> Customer:
+    """The customer, or a refusal as the service gives for an unknown one."""
     customer = world.customers_by_id.get(customer_id.lower())
     if customer is None:
         raise PermanentProviderError(f"customer {customer_id} not found", code="customer_not_found")
+    return customer
+
+
+def related_customer(world: CurrentState, customer_id: str) -> Customer:
+    """The customer, if the partner is its reseller: nothing else may be done with it."""
+    customer = find_customer(world, customer_id)
     if customer.relationship != "reseller":
         raise PermanentProviderError(
             f"no relationship between the partner and customer {customer_id}", code="20002"
@@ -31,7 +38,7 @@ def _related_customer(world: CurrentState, customer_id: str) -> Customer:
     return customer
 
 
-def _subscription(customer: Customer, subscription_id: str) -> Subscription:
+def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
     subscription = customer.subscriptions_by_id.get(subscription_id.lower())
     if subscription is None:
         raise PermanentProviderError(
@@ -54,8 +61,8 @@ def _set_status(
     expected: SubscriptionStatus,
     new: SubscriptionStatus,
 ) -> CurrentState:
-    customer = _related_customer(world, customer_id)
-    subscription = _subscription(customer, subscription_id)
+    customer = related_customer(world, customer_id)
+    subscription = find_subscription(customer, subscription_id)
     if subscription.status != expected:
         raise PermanentProviderError(
             f"subscription {subscription.id} is {subscription.status}, not {expected}",
@@ -84,8 +91,8 @@ def update_quantity(
     """Change the seat count of an active subscription of a reseller customer."""
     if quantity < 1:
         raise PermanentProviderError(f"quantity must be >= 1, got {quantity}", code="bad_quantity")
-    customer = _related_customer(world, customer_id)
-    subscription = _subscription(customer, subscription_id)
+    customer = related_customer(world, customer_id)
+    subscription = find_subscription(customer, subscription_id)
     if subscription.status != "active":
         raise PermanentProviderError(
             f"subscription {subscription.id} is {subscription.status}, not active",
@@ -97,7 +104,7 @@ def update_quantity(
 
 def remove_relationship(world: CurrentState, customer_id: str) -> CurrentState:
     """Remove the reseller relationship; refused while any subscription is still active."""
-    customer = _related_customer(world, customer_id)
+    customer = related_customer(world, customer_id)
     active = [s.id for s in customer.subscriptions if s.status == "active"]
     if active:
         raise PermanentProviderError(

@@ -27,21 +27,22 @@ class WorldProvider:
         with self._mutex:
             return self.load_world()
 
-    def _change(self, change: Callable[[CurrentState], CurrentState]) -> None:
+    def change(self, change: Callable[[CurrentState], CurrentState]) -> None:
+        """Replace the world by ``change(world)``, atomically with respect to other changes."""
         with self._mutex:
             self.store_world(change(self.load_world()))
 
     def suspend_subscription(self, customer_id: str, subscription_id: str) -> None:
-        self._change(lambda w: rules.suspend_subscription(w, customer_id, subscription_id))
+        self.change(lambda w: rules.suspend_subscription(w, customer_id, subscription_id))
 
     def reactivate_subscription(self, customer_id: str, subscription_id: str) -> None:
-        self._change(lambda w: rules.reactivate_subscription(w, customer_id, subscription_id))
+        self.change(lambda w: rules.reactivate_subscription(w, customer_id, subscription_id))
 
     def update_quantity(self, customer_id: str, subscription_id: str, quantity: int) -> None:
-        self._change(lambda w: rules.update_quantity(w, customer_id, subscription_id, quantity))
+        self.change(lambda w: rules.update_quantity(w, customer_id, subscription_id, quantity))
 
     def remove_relationship(self, customer_id: str) -> None:
-        self._change(lambda w: rules.remove_relationship(w, customer_id))
+        self.change(lambda w: rules.remove_relationship(w, customer_id))
 
     def request_relationship(self, customer_id: str) -> str:
         with self._mutex:
@@ -49,4 +50,4 @@ class WorldProvider:
 
     def accept_invitation(self, customer_id: str, name: str | None = None) -> None:
         """Simulate the customer's admin accepting the invitation (not a provider action)."""
-        self._change(lambda w: rules.accept_invitation(w, customer_id, name))
+        self.change(lambda w: rules.accept_invitation(w, customer_id, name))
