@@ -21,7 +21,7 @@ from typing import Any
 from .document import ActionResult
 from .errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from .plan import Action, Plan
-from .providers.base import Provider
+from .providers.base import Provider, logical_request
 from .ratelimit import RateLimiter
 from .records import PendingRequest, RecordStore, utc_now
 
@@ -156,11 +156,15 @@ class Executor:
             customer_id=action.customer_id,
             subscription_id=action.subscription_id,
         )
+        # One logical request per action, the same across its retries (an idempotency key).
+        token = logical_request.set(f"{run_id}/{action.id}")
         try:
             self._call_with_retries(action)
             result = ActionResult(id=action.id, status="applied")
         except ProviderError as exc:
             result = ActionResult(id=action.id, status="failed", error=str(exc))
+        finally:
+            logical_request.reset(token)
         self._journal_action(run_id, action, result)
         return result
 

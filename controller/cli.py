@@ -360,9 +360,99 @@ def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
     )
 
 
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8400,
+    show_default=True,
+    help=_("Port on 127.0.0.1 (0: any free port)."),
+)
+@_state_option
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help=_("Seconds added to every request."),
+)
+@click.option(
+    "--throttle",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help=_("Share of requests answered 429 with Retry-After."),
+)
+@click.option(
+    "--server-errors",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help=_("Share of requests answered 503."),
+)
+@click.option(
+    "--lost-responses",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help=_("Share of changes made but answered 504 (retries are de-duplicated)."),
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help=_("Customers per page of the customer list."),
+)
+@click.option(
+    "--token",
+    envvar="PARTNER_CENTER_EMULATOR_TOKEN",
+    help=_("The only bearer token accepted (default: any)."),
+)
+def emulator(
+    port: int,
+    state_dir: Path,
+    latency: float,
+    throttle: float,
+    server_errors: float,
+    lost_responses: float,
+    page_size: int,
+    token: str | None,
+) -> None:
+    """Serve the Partner Center API on 127.0.0.1 from the local world file."""
+    from .emulator import Knobs, make_server
+    from .providers.local import read_world, world_path
+
+    read_world(world_path(state_dir))  # a clear error now rather than on the first request
+    knobs = Knobs(
+        latency=latency,
+        throttle=throttle,
+        server_errors=server_errors,
+        lost_responses=lost_responses,
+        page_size=page_size,
+        token=token,
+    )
+    server = make_server(state_dir, port=port, knobs=knobs)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    click.echo(
+        _("Partner Center emulator on {} (world: {}); Ctrl-C stops it").format(
+            url, world_path(state_dir)
+        ),
+        err=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_args: sys.exit(0))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reconcile`` command; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request lines
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,

@@ -3,6 +3,7 @@ observe again and re-plan. Shared by the command line and, later, the watch loop
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -11,7 +12,7 @@ from pathlib import Path
 from .apply import Executor
 from .current import CurrentState
 from .document import ActionResult
-from .errors import ReconcileError, StalePlanError
+from .errors import StalePlanError
 from .i18n import _
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
 from .providers.base import Provider
@@ -34,14 +35,16 @@ class Options:
     rate_limit: float = 500.0  # requests per minute; 0: no limit
 
 
-def open_provider(name: str, state_dir: Path) -> Provider:
-    if name == "local":
-        from .providers.local import LocalProvider
+def open_provider(name: str, state_dir: Path, rate_limiter: RateLimiter) -> Provider:
+    """The provider named on the command line; Partner Center's settings come from the
+    environment only."""
+    if name == "partner-center":
+        from .providers.partnercenter import PartnerCenterProvider
 
-        return LocalProvider(state_dir)
-    raise ReconcileError(
-        _("provider {!r} is not available in this version; use --provider local").format(name)
-    )
+        return PartnerCenterProvider.from_env(os.environ, rate_limiter=rate_limiter)
+    from .providers.local import LocalProvider
+
+    return LocalProvider(state_dir)
 
 
 def open_store(state_dir: Path) -> RecordStore:
@@ -59,7 +62,7 @@ def make_plan(desired: Desired, provider: Provider, store: RecordStore) -> Plan:
 def dry_run(desired: Desired, options: Options) -> Plan:
     """Plan, and change nothing: no lock, no write."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
-    provider = open_provider(options.provider, options.state_dir)
+    provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
     result = make_plan(desired, provider, open_store(options.state_dir))
     if result.removals > options.max_removals and not options.allow_mass_removal:
         warning = _(
@@ -84,7 +87,8 @@ def apply(
     Returns None when ``confirm`` declines. Setting ``stop`` starts no more actions; those
     running finish and are recorded."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
-    provider = open_provider(options.provider, options.state_dir)
+    rate_limiter = RateLimiter(options.rate_limit)  # one for every request of this run
+    provider = open_provider(options.provider, options.state_dir, rate_limiter)
     store = open_store(options.state_dir)
     with store.lock(timeout=options.lock_timeout):
         fresh = make_plan(desired, provider, store)
@@ -102,7 +106,7 @@ def apply(
             parallelism=options.parallelism,
             on_result=on_result,
             names=chosen.names,
-            rate_limiter=RateLimiter(options.rate_limit),
+            rate_limiter=rate_limiter,
             stop=stop or threading.Event(),
         )
         results = executor.run(chosen) if chosen.has_changes else ()

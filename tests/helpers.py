@@ -75,7 +75,9 @@ def records(
     )
 
 
-def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``reconcile`` command."""
     return subprocess.run(
         [RECONCILE, *args],
@@ -83,6 +85,7 @@ def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Completed
         capture_output=True,
         text=True,
         input=stdin,
+        env=env,
         timeout=120,
         check=False,
     )

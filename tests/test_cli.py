@@ -9,7 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import Runner
 from helpers import PARTNER, run, snapshot
+from test_example import blocked_reactivations
 
 from controller.records import FileStore
 
@@ -71,35 +73,39 @@ BAD_INPUTS = {
 )
 @pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_bad_input_is_one_line_and_changes_nothing(
-    example: Path, case: tuple, mode: list[str]
+    example: Path, case: tuple, mode: list[str], reconcile: Runner
 ) -> None:
     make_bad, message = case
     make_bad(example / CONTOSO_FILE)
     before = snapshot(example / "state")
-    result = run(*mode, cwd=example)
+    result = reconcile(*mode)
     assert_clean_failure(result, before, example, message)
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stdout == ""
 
 
-def test_dry_run_exit_codes(example: Path) -> None:
+def test_dry_run_exit_codes(example: Path, reconcile: Runner) -> None:
     before = snapshot(example / "state")
-    assert run("--dry-run", cwd=example).returncode == 0
-    changes = run("--dry-run", "--detailed-exitcode", cwd=example)
+    assert reconcile("--dry-run").returncode == 0
+    changes = reconcile("--dry-run", "--detailed-exitcode")
     assert changes.returncode == 2
     assert snapshot(example / "state") == before
 
 
-def test_blocked_items_alone_are_not_changes(example: Path) -> None:
-    assert run(cwd=example).returncode == 0
-    result = run("--dry-run", "--detailed-exitcode", "--output", "json", cwd=example)
+def test_blocked_items_alone_are_not_changes(example: Path, reconcile: Runner) -> None:
+    assert reconcile().returncode == 0
+    result = reconcile("--dry-run", "--detailed-exitcode", "--output", "json")
     assert result.returncode == 0
     plan = json.loads(result.stdout)
-    assert plan["has_changes"] is False and plan["actions"] == [] and len(plan["blocked"]) == 2
+    assert (
+        plan["has_changes"] is False
+        and plan["actions"] == []
+        and len(plan["blocked"]) == blocked_reactivations(reconcile)
+    )
 
 
-def test_json_apply_is_one_document_with_results(example: Path) -> None:
-    result = run("--output", "json", cwd=example)
+def test_json_apply_is_one_document_with_results(example: Path, reconcile: Runner) -> None:
+    result = reconcile("--output", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["format_version"] == 1
@@ -111,8 +117,8 @@ def test_json_apply_is_one_document_with_results(example: Path) -> None:
     assert sorted(line.split()[1] for line in progress[1:]) == [f"a{n}" for n in range(1, 7)]
 
 
-def test_markdown_plan(example: Path) -> None:
-    result = run("--dry-run", "--output", "markdown", cwd=example)
+def test_markdown_plan(example: Path, reconcile: Runner) -> None:
+    result = reconcile("--dry-run", "--output", "markdown")
     assert result.returncode == 0
     assert result.stdout.startswith("<!-- partner-reconciler plan -->")
     assert "| ⚠️ remove relationship | 1 |" in result.stdout
@@ -120,82 +126,80 @@ def test_markdown_plan(example: Path) -> None:
     assert "<details>" in result.stdout
 
 
-def test_partner_mismatch_is_refused(example: Path) -> None:
+def test_partner_mismatch_is_refused(example: Path, reconcile: Runner) -> None:
     edit(example / "specs/partner.yaml", PARTNER, "11111111-2222-4333-8444-555555555555")
     before = snapshot(example / "state")
     for mode in (["--dry-run"], []):
-        assert_clean_failure(run(*mode, cwd=example), before, example, "specs are for partner")
+        assert_clean_failure(reconcile(*mode), before, example, "specs are for partner")
 
 
-def test_empty_specs_are_refused_unless_mass_removal_is_allowed(example: Path) -> None:
+def test_empty_specs_are_refused_unless_mass_removal_is_allowed(
+    example: Path, reconcile: Runner
+) -> None:
     for path in (example / "specs/customers").iterdir():
         path.unlink()
     before = snapshot(example / "state")
-    assert_clean_failure(run("--dry-run", cwd=example), before, example, "no customers")
-    assert_clean_failure(run(cwd=example), before, example, "no customers")
-    allowed = run("--dry-run", "--allow-mass-removal", "--output", "json", cwd=example)
+    assert_clean_failure(reconcile("--dry-run"), before, example, "no customers")
+    assert_clean_failure(reconcile(), before, example, "no customers")
+    allowed = reconcile("--dry-run", "--allow-mass-removal", "--output", "json")
     assert allowed.returncode == 0
     assert (
         json.loads(allowed.stdout)["summary"]["remove_relationship"] == 2
     )  # woodgrove is protected
 
 
-def test_max_removals_refuses_apply_and_warns_in_dry_run(example: Path) -> None:
+def test_max_removals_refuses_apply_and_warns_in_dry_run(example: Path, reconcile: Runner) -> None:
     before = snapshot(example / "state")
     assert_clean_failure(
-        run("--max-removals", "0", cwd=example), before, example, "more than --max-removals 0"
+        reconcile("--max-removals", "0"), before, example, "more than --max-removals 0"
     )
-    preview = run("--dry-run", "--max-removals", "0", "--output", "json", cwd=example)
+    preview = reconcile("--dry-run", "--max-removals", "0", "--output", "json")
     assert any("applying it will be refused" in w for w in json.loads(preview.stdout)["warnings"])
-    assert run("--max-removals", "0", "--allow-mass-removal", cwd=example).returncode == 0
+    assert reconcile("--max-removals", "0", "--allow-mass-removal").returncode == 0
 
 
-def test_saved_plan_is_applied_exactly(example: Path) -> None:
-    saved = run("--dry-run", "--plan-out", "plan.json", "--detailed-exitcode", cwd=example)
+def test_saved_plan_is_applied_exactly(example: Path, reconcile: Runner) -> None:
+    saved = reconcile("--dry-run", "--plan-out", "plan.json", "--detailed-exitcode")
     assert saved.returncode == 2
     plan = json.loads((example / "plan.json").read_text())
-    assert plan == json.loads(run("--dry-run", "--output", "json", cwd=example).stdout)
-    applied = run("--plan", "plan.json", "--output", "json", cwd=example)
+    assert plan == json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    applied = reconcile("--plan", "plan.json", "--output", "json")
     assert applied.returncode == 0, applied.stderr
     assert [r["id"] for r in json.loads(applied.stdout)["results"]] == [
         a["id"] for a in plan["actions"]
     ]
 
 
-def test_stale_saved_plan_is_refused(example: Path) -> None:
-    assert run("--dry-run", "--plan-out", "plan.json", cwd=example).returncode == 0
+def test_stale_saved_plan_is_refused(example: Path, reconcile: Runner) -> None:
+    assert reconcile("--dry-run", "--plan-out", "plan.json").returncode == 0
     world = example / "state/world.json"
     edit(world, '"quantity": 25', '"quantity": 26')
     before = snapshot(example / "state")
-    assert_clean_failure(
-        run("--plan", "plan.json", cwd=example), before, example, "saved plan is stale"
-    )
+    assert_clean_failure(reconcile("--plan", "plan.json"), before, example, "saved plan is stale")
 
 
-def test_malformed_saved_plan_is_refused(example: Path) -> None:
+def test_malformed_saved_plan_is_refused(example: Path, reconcile: Runner) -> None:
     (example / "plan.json").write_text('{"format_version": 1}')
     before = snapshot(example / "state")
-    assert_clean_failure(
-        run("--plan", "plan.json", cwd=example), before, example, "not a saved plan"
-    )
+    assert_clean_failure(reconcile("--plan", "plan.json"), before, example, "not a saved plan")
 
 
-def test_failed_action_exits_1_and_skips_its_dependents(example: Path) -> None:
-    assert run("--dry-run", "--plan-out", "plan.json", cwd=example).returncode == 0
+def test_failed_action_exits_1_and_skips_its_dependents(example: Path, reconcile: Runner) -> None:
+    assert reconcile("--dry-run", "--plan-out", "plan.json").returncode == 0
     plan = json.loads((example / "plan.json").read_text())
     # A hand-made plan whose first suspension names a subscription that does not exist.
     plan["actions"][0]["subscription_id"] = "99999999-9999-4999-8999-999999999999"
     (example / "plan.json").write_text(json.dumps(plan))
-    result = run("--plan", "plan.json", "--output", "json", cwd=example)
+    result = reconcile("--plan", "plan.json", "--output", "json")
     assert result.returncode == 1
     statuses = {r["id"]: r["status"] for r in json.loads(result.stdout)["results"]}
     assert statuses["a1"] == "failed" and statuses["a3"] == "skipped"
     assert statuses["a2"] == "applied" and statuses["a6"] == "applied"
-    status = run("status", cwd=example)
+    status = reconcile("status")
     assert "failed 1, skipped 1" in status.stdout
 
 
-def test_usage_errors_exit_1(example: Path) -> None:
+def test_usage_errors_exit_1(example: Path, reconcile: Runner) -> None:
     for args in (
         ["--detailed-exitcode"],
         ["--plan-out", "x.json"],
@@ -204,17 +208,19 @@ def test_usage_errors_exit_1(example: Path) -> None:
         ["--output", "yaml"],
         ["--no-such-option"],
     ):
-        result = run(*args, cwd=example)
+        result = reconcile(*args)
         assert result.returncode == 1, args
         assert "Traceback" not in result.stderr
 
 
-def test_a_second_apply_waits_for_the_lock_then_names_the_holder(example: Path) -> None:
+def test_a_second_apply_waits_for_the_lock_then_names_the_holder(
+    example: Path, reconcile: Runner
+) -> None:
     with FileStore(example / "state").lock(timeout=0):
-        result = run(cwd=example)
+        result = reconcile()
         assert result.returncode == 1
         assert f"locked by pid {os.getpid()}" in result.stderr
-        assert run("--dry-run", cwd=example).returncode == 0  # a dry run never needs the lock
+        assert reconcile("--dry-run").returncode == 0  # a dry run never needs the lock
 
 
 def test_missing_world_file_is_a_clear_error(example: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import run
+from conftest import Runner
 
 CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
 FABRIKAM = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
@@ -13,14 +13,16 @@ NORTHWIND = "3b9c8398-289a-4913-861d-2dafb70bf03c"
 TAILSPIN = "8ca21255-597d-46ee-8895-0c95529977fd"
 
 
-def plan_json(directory: Path) -> dict:
-    result = run("--dry-run", "--output", "json", cwd=directory)
+def blocked_reactivations(reconcile: Runner) -> int:
+    """Partner Center shows no subscriptions of a customer without a relationship (its calls
+    answer 403), so only the local world can list Northwind's reactivations as blocked."""
+    return 0 if getattr(reconcile, "provider", "local") == "partner-center" else 2
+
+
+def test_example_plans_every_kind_of_action(reconcile: Runner) -> None:
+    result = reconcile("--dry-run", "--output", "json")
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def test_example_plans_every_kind_of_action(example: Path) -> None:
-    plan = plan_json(example)
+    plan = json.loads(result.stdout)
     steps = [(a["id"], a["type"], a["customer_id"], a["depends_on"]) for a in plan["actions"]]
     assert steps == [
         ("a1", "suspend_subscription", FABRIKAM, []),
@@ -33,7 +35,7 @@ def test_example_plans_every_kind_of_action(example: Path) -> None:
     assert (plan["actions"][4]["from"], plan["actions"][4]["to"]) == (25, 30)
     assert [(b["type"], b["customer_id"], b["reason"]) for b in plan["blocked"]] == [
         ("reactivate_subscription", NORTHWIND, "awaiting_acceptance")
-    ] * 2
+    ] * blocked_reactivations(reconcile)
     assert plan["unmanaged"] == [{"customer_id": TAILSPIN, "subscription_id": None}]
     assert plan["warnings"] == []
     assert plan["summary"] == {
@@ -45,29 +47,29 @@ def test_example_plans_every_kind_of_action(example: Path) -> None:
     }
 
 
-def test_readme_walkthrough(example: Path) -> None:
-    text = run("--dry-run", cwd=example)
+def test_readme_walkthrough(example: Path, reconcile: Runner) -> None:
+    text = reconcile("--dry-run")
     assert text.returncode == 0
     assert (
         "Plan: 1 to remove, 3 to suspend, 1 to update, 0 to reactivate, 1 to request" in text.stdout
     )
 
-    applied = run(cwd=example)
+    applied = reconcile()
     assert applied.returncode == 0, applied.stderr
     assert "applied 6 of 6" in applied.stdout
 
-    assert run("--dry-run", "--detailed-exitcode", cwd=example).returncode == 0
+    assert reconcile("--dry-run", "--detailed-exitcode").returncode == 0
 
-    status = run("status", cwd=example)
+    status = reconcile("status")
     assert "Northwind Traders" in status.stdout
     assert "partnerId=0e1ef465-9299-45ce-a98c-57c49bded0ce&msppId=0&DAP=false" in status.stdout
 
-    assert run("world", "accept", NORTHWIND, cwd=example).returncode == 0
-    after = run("--dry-run", "--output", "json", cwd=example)
+    assert reconcile("world", "accept", NORTHWIND).returncode == 0
+    after = reconcile("--dry-run", "--output", "json")
     types = [a["type"] for a in json.loads(after.stdout)["actions"]]
     assert types == ["reactivate_subscription", "reactivate_subscription"]
-    assert run(cwd=example).returncode == 0
-    assert run("--dry-run", "--detailed-exitcode", cwd=example).returncode == 0
+    assert reconcile().returncode == 0
+    assert reconcile("--dry-run", "--detailed-exitcode").returncode == 0
 
     world = json.loads((example / "state" / "world.json").read_text())
     northwind = next(c for c in world["customers"] if c["id"] == NORTHWIND)
