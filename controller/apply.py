@@ -8,7 +8,6 @@ on. Every start and outcome is appended to the journal, durably, before anything
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 import uuid
@@ -19,26 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .document import ActionResult
-from .errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from .errors import ProviderError
 from .plan import Action, Plan
 from .providers.base import Provider, logical_request
 from .ratelimit import RateLimiter
 from .records import PendingRequest, RecordStore, utc_now
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, bounded in attempts and in total time per action."""
-
-    attempts: int = 6
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    budget: float = 120.0
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+from .retry import RetryPolicy
 
 
 def new_run_id() -> str:
@@ -59,7 +44,6 @@ class Executor:
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
     _records_lock: threading.Lock = field(default_factory=threading.Lock)
-    _rng: random.Random = field(default_factory=random.Random)
 
     def run(self, plan: Plan, *, run_id: str | None = None) -> tuple[ActionResult, ...]:
         """Apply every action of ``plan`` in dependency order; return each one's result."""
@@ -169,22 +153,11 @@ class Executor:
         return result
 
     def _call_with_retries(self, action: Action) -> None:
-        started = time.monotonic()
-        for attempt in range(self.retry.attempts):
-            try:
-                self.rate_limiter.acquire()
-                self._call(action)
-                return
-            except PermanentProviderError:
-                raise
-            except TemporaryProviderError as exc:
-                delay = self.retry.delay(attempt, exc.retry_after, self._rng)
-                last_attempt = attempt == self.retry.attempts - 1
-                if last_attempt or time.monotonic() - started + delay > self.retry.budget:
-                    raise TemporaryProviderError(
-                        f"{exc} (gave up after {attempt + 1} attempts)"
-                    ) from exc
-                self.sleep(delay)
+        def attempt() -> None:
+            self.rate_limiter.acquire()
+            self._call(action)
+
+        self.retry.call(attempt, sleep=self.sleep)
 
     def _call(self, action: Action) -> None:
         customer, subscription = action.customer_id, action.subscription_id or ""

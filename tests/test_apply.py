@@ -7,12 +7,13 @@ import time
 
 from helpers import customer, desired, gid, records, sub, want, want_sub, world
 
-from controller.apply import Executor, RetryPolicy
+from controller.apply import Executor
 from controller.errors import PermanentProviderError, TemporaryProviderError
 from controller.plan import plan
 from controller.providers.memory import Faults, MemoryProvider
 from controller.ratelimit import RateLimiter
 from controller.records import MemoryStore, next_records
+from controller.retry import RetryPolicy
 
 NO_WAIT = RetryPolicy(attempts=8, base_delay=0.0, max_delay=0.0, budget=60)
 
@@ -117,9 +118,8 @@ def test_retry_after_is_honoured_and_retries_are_bounded() -> None:
 def test_backoff_grows_exponentially_with_full_jitter() -> None:
     import random
 
-    policy = RetryPolicy(base_delay=1, max_delay=8)
-    rng = random.Random(1)
-    delays = [[policy.delay(attempt, None, rng) for _ in range(200)] for attempt in range(5)]
+    policy = RetryPolicy(base_delay=1, max_delay=8, rng=random.Random(1))
+    delays = [[policy.delay(attempt, None) for _ in range(200)] for attempt in range(5)]
     for attempt, drawn in enumerate(delays):
         assert all(0 <= d <= min(8, 2**attempt) for d in drawn)
     assert max(delays[3]) > 4 > max(delays[1])

@@ -22,6 +22,7 @@ from ..errors import PermanentProviderError, ProviderError, TemporaryProviderErr
 from ..i18n import _
 from ..ids import normalize_guid
 from ..ratelimit import RateLimiter
+from ..retry import RetryPolicy
 from .auth import TokenSource, token_source
 from .base import logical_request
 
@@ -107,6 +108,7 @@ class PartnerCenterProvider:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
         observe_parallelism: int = 8,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
         self._token = token
@@ -119,6 +121,7 @@ class PartnerCenterProvider:
             headers={"Accept": "application/json"},
         )
         self._parallelism = observe_parallelism
+        self._retry = retry or RetryPolicy()
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}  # as last read, with etag
         self._lock = threading.Lock()
 
@@ -193,9 +196,13 @@ class PartnerCenterProvider:
 
     # --- observe -----------------------------------------------------------------------------
 
+    def _read(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
+        """A GET while observing: safe to repeat, so temporary errors are retried here."""
+        return self._retry.call(lambda: self._send("GET", path, headers=headers))
+
     def _customer_pages(self) -> list[dict[str, Any]]:
         customers: list[dict[str, Any]] = []
-        page = self._send("GET", f"/v1/customers?size={PAGE_SIZE}")
+        page = self._read(f"/v1/customers?size={PAGE_SIZE}")
         while True:
             customers.extend(page.get("items") or [])
             following = (page.get("links") or {}).get("next")
@@ -208,7 +215,7 @@ class PartnerCenterProvider:
                 else "/v1" + ("" if uri.startswith("/") else "/") + uri
             )
             headers = {h["key"]: h["value"] for h in following.get("headers") or []}
-            page = self._send("GET", uri, headers=headers)
+            page = self._read(uri, headers=headers)
 
     def _subscriptions(self, raw_customer: Mapping[str, Any]) -> tuple[Subscription, ...] | None:
         """A reseller customer's subscriptions, or None when its calls are refused (20002)."""
@@ -216,7 +223,7 @@ class PartnerCenterProvider:
         if str(raw_customer.get("relationshipToPartner", "")).lower() != "reseller":
             return None
         try:
-            body = self._send("GET", f"/v1/customers/{customer_id}/subscriptions")
+            body = self._read(f"/v1/customers/{customer_id}/subscriptions")
         except PermanentProviderError as exc:
             if exc.code == NO_RELATIONSHIP:  # it ended the relationship from its side
                 return None
