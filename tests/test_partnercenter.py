@@ -17,7 +17,7 @@ from controller.providers.base import logical_request
 from controller.providers.partnercenter import PartnerCenterProvider, Settings
 from controller.retry import RetryPolicy
 
-RECORDINGS = (
+RECORDINGS = Path(__file__).resolve().parent / "recordings"  # from ../shared/reference/
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "partner-center-recordings"
 )
 TOKEN = "sekrit-token-0e1ef465"
