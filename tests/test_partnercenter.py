@@ -18,8 +18,6 @@ from controller.providers.partnercenter import PartnerCenterProvider, Settings
 from controller.retry import RetryPolicy
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"  # from ../shared/reference/
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "partner-center-recordings"
-)
 TOKEN = "sekrit-token-0e1ef465"
 CUSTOMER = "46a62ece-10ad-42e5-b3f1-b2ed53e6fc08"
 
