@@ -145,6 +145,11 @@ def _provider_option(function: Any) -> Any:
     show_default=True,
     help=_("Resync period in seconds in watch mode."),
 )
+@click.option(
+    "--health-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=_("Watch mode: touched after each successful pass."),
+)
 @click.version_option(package_name="partner-reconciler")
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
@@ -172,6 +177,7 @@ def _run(
     yes: bool,
     watch: bool,
     interval: float,
+    health_file: Path | None,
 ) -> int:
     from .reconcile import Options
     from .spec import load_specs
@@ -180,8 +186,6 @@ def _run(
         raise click.UsageError(_("--detailed-exitcode and --plan-out go with --dry-run"))
     if dry_run and plan_file:
         raise click.UsageError(_("--plan applies a saved plan; it does not go with --dry-run"))
-    if watch:
-        raise ReconcileError(_("--watch is not available in this version yet"))
     options = Options(
         state_dir=state_dir,
         provider=provider,
@@ -191,10 +195,61 @@ def _run(
         lock_timeout=lock_timeout,
         rate_limit=rate_limit,
     )
+    if watch:
+        if plan_file or detailed_exitcode or plan_out:
+            raise click.UsageError(
+                _("--watch does not go with --plan, --plan-out or --detailed-exitcode")
+            )
+        return _watch(specs_dir, options, dry_run, output, interval, health_file)
     desired = load_specs(specs_dir)
     if dry_run:
         return _dry_run(desired, options, output, detailed_exitcode, plan_out)
     return _apply(desired, options, output, plan_file, yes)
+
+
+def _watch(
+    specs_dir: Path,
+    options: Any,
+    dry_run: bool,
+    output: str,
+    interval: float,
+    health_file: Path | None,
+) -> int:
+    """Run passes until SIGINT or SIGTERM; exit 0 once the actions in flight are recorded."""
+    from .document import to_document
+    from .watch import Watcher, WatchSettings, error_document
+
+    def compact(document: dict[str, Any]) -> str:
+        return json.dumps(document, separators=(",", ":")) + "\n"
+
+    if output == "json":  # one JSON document per pass, one per line
+        render_plan: Any = lambda plan: compact(to_document(plan))  # noqa: E731
+        render_outcome: Any = lambda o: compact(to_document(o.plan, o.results))  # noqa: E731
+        render_error: Any = error_document
+    else:
+        render_plan = lambda plan: _render_plan(plan, output)  # noqa: E731
+        render_outcome = lambda outcome: _render_outcome(outcome, output)  # noqa: E731
+        render_error = lambda message: ""  # noqa: E731 - errors go to the log (stderr)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.warning(_("%s: stopping after the actions in flight"), signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    settings = WatchSettings(specs_dir, options, dry_run, interval, health_file)
+    watcher = Watcher(
+        settings,
+        emit=lambda text: click.echo(text, nl=False) if text else None,
+        render_plan=render_plan,
+        render_outcome=render_outcome,
+        render_error=render_error,
+        stop=stop,
+    )
+    log.info(_("watching %s; a pass on every change and every %g s"), specs_dir, interval)
+    watcher.run()
+    return EXIT_OK
 
 
 def _dry_run(
@@ -453,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reconcile`` command; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request lines
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,

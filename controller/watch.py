@@ -1,0 +1,175 @@
+"""Watch mode: a level-triggered loop that keeps the world converged with the specs.
+
+A pass re-reads everything (specs, current state, records) and plans afresh; it never relies on
+which file changed. Passes run when the specs change (a burst of edits is debounced into one),
+every ``interval`` seconds regardless (drift made in the portal, accepted invitations), and
+sooner after a failed pass, with backoff. Passes never overlap: changes made during one cause
+exactly one more after it. A stop request lets the actions in flight finish, then ends the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ReconcileError
+from .i18n import _
+from .reconcile import Options, apply, dry_run
+from .records import utc_now
+from .render import Outcome
+from .spec import load_specs
+
+log = logging.getLogger("reconcile")
+
+DEBOUNCE_MS = 300
+TICK_MS = 500
+FIRST_BACKOFF = 5.0
+
+
+@dataclass
+class PassResult:
+    """What one pass did, for its summary line."""
+
+    ok: bool
+    applied: int = 0
+    failed: int = 0
+    blocked: int = 0
+    left: int = 0
+    error: str | None = None
+
+
+@dataclass
+class WatchSettings:
+    specs_dir: Path
+    options: Options
+    dry_run: bool
+    interval: float
+    health_file: Path | None = None
+
+
+Render = Callable[[object], str]
+
+
+class Watcher:
+    """Runs passes when due; ``emit`` receives each pass's rendered output (plan or outcome)."""
+
+    def __init__(
+        self,
+        settings: WatchSettings,
+        *,
+        emit: Callable[[str], None],
+        render_plan: Render,
+        render_outcome: Render,
+        render_error: Callable[[str], str],
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.render_plan, self.render_outcome, self.render_error = (
+            render_plan,
+            render_outcome,
+            render_error,
+        )
+        self.stop = stop or threading.Event()
+        self.passes = 0
+        self._failures = 0
+
+    def run(self) -> None:
+        """Watch until ``stop`` is set."""
+        from watchfiles import watch  # imported on demand: only watch mode needs it
+
+        next_due = 0.0  # a first pass at once
+        dirty = False
+        changes_seen = watch(
+            self.settings.specs_dir,
+            debounce=DEBOUNCE_MS,
+            rust_timeout=TICK_MS,
+            yield_on_timeout=True,
+            stop_event=self.stop,
+            raise_interrupt=False,
+        )
+        for changes in self._with_first_tick(changes_seen):
+            dirty = dirty or bool(changes)
+            if self.stop.is_set():
+                break
+            if dirty or time.monotonic() >= next_due:
+                dirty = False
+                result = self.run_pass()
+                next_due = time.monotonic() + self._delay_after(result)
+
+    @staticmethod
+    def _with_first_tick(changes: Iterator[set[Any]]) -> Iterator[set[Any]]:
+        yield set()
+        yield from changes
+
+    def _delay_after(self, result: PassResult) -> float:
+        """The interval after a good pass; after failures, backoff: 5 s, 10 s, … up to it."""
+        if result.ok:
+            self._failures = 0
+            return self.settings.interval
+        self._failures += 1
+        return min(self.settings.interval, FIRST_BACKOFF * 2 ** (self._failures - 1))
+
+    def run_pass(self) -> PassResult:
+        """One pass: load, plan, and (unless dry-run) apply; never raises a ReconcileError."""
+        self.passes += 1
+        started = time.monotonic()
+        try:
+            result = self._pass()
+        except ReconcileError as exc:  # reported; the loop goes on and tries again
+            result = PassResult(ok=False, error=str(exc))
+            for line in str(exc).splitlines():
+                log.error(_("error: %s"), line)
+            self.emit(self.render_error(str(exc)))
+        if result.ok and self.settings.health_file is not None:
+            self.settings.health_file.touch()
+        log.info("%s", self._summary(result, time.monotonic() - started))
+        return result
+
+    def _pass(self) -> PassResult:
+        desired = load_specs(self.settings.specs_dir)
+        if self.settings.dry_run:
+            plan = dry_run(desired, self.settings.options)
+            self.emit(self.render_plan(plan))
+            return PassResult(ok=True, blocked=len(plan.blocked), left=len(plan.actions))
+        outcome = apply(desired, self.settings.options, stop=self.stop)
+        assert isinstance(outcome, Outcome)  # no question is asked in watch mode
+        self.emit(self.render_outcome(outcome))
+        return PassResult(
+            ok=True,
+            applied=outcome.count("applied"),
+            failed=outcome.count("failed"),
+            blocked=len(outcome.remaining.blocked),
+            left=len(outcome.remaining.actions),
+        )
+
+    def _summary(self, result: PassResult, seconds: float) -> str:
+        if result.error is not None:
+            first = result.error.splitlines()[0]
+            return _("{} pass {}: error ({:.1f} s): {}").format(
+                utc_now(), self.passes, seconds, first
+            )
+        if self.settings.dry_run:
+            return _("{} pass {}: planned {} changes, {} blocked ({:.1f} s)").format(
+                utc_now(), self.passes, result.left, result.blocked, seconds
+            )
+        return _("{} pass {}: applied {}, failed {}, blocked {}, left {} ({:.1f} s)").format(
+            utc_now(),
+            self.passes,
+            result.applied,
+            result.failed,
+            result.blocked,
+            result.left,
+            seconds,
+        )
+
+
+def error_document(message: str) -> str:
+    """A pass that failed, as one JSON line."""
+    return json.dumps({"time": utc_now(), "error": message.splitlines()}) + "\n"
