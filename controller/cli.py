@@ -146,6 +146,18 @@ def _provider_option(function: Any) -> Any:
     help=_("Resync period in seconds in watch mode."),
 )
 @click.option(
+    "--only",
+    multiple=True,
+    metavar="CUSTOMER_ID",
+    help=_("Plan and apply only these customers (repeat, or comma-separate)."),
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="CUSTOMER_ID",
+    help=_("Leave these customers out (repeat, or comma-separate)."),
+)
+@click.option(
     "--health-file",
     type=click.Path(path_type=Path, dir_okay=False),
     help=_("Watch mode: touched after each successful pass."),
@@ -178,6 +190,8 @@ def _run(
     watch: bool,
     interval: float,
     health_file: Path | None,
+    only: tuple[str, ...],
+    exclude: tuple[str, ...],
 ) -> int:
     from .reconcile import Options
     from .spec import load_specs
@@ -194,6 +208,7 @@ def _run(
         parallelism=parallelism,
         lock_timeout=lock_timeout,
         rate_limit=rate_limit,
+        targets=_targets(only, exclude),
     )
     if watch:
         if plan_file or detailed_exitcode or plan_out:
@@ -205,6 +220,25 @@ def _run(
     if dry_run:
         return _dry_run(desired, options, output, detailed_exitcode, plan_out)
     return _apply(desired, options, output, plan_file, yes)
+
+
+def _customer_ids(values: tuple[str, ...], option: str) -> frozenset[str]:
+    from .ids import normalize_guid
+
+    ids = set()
+    for value in values:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ids.add(normalize_guid(part))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=option) from exc
+    return frozenset(ids)
+
+
+def _targets(only: tuple[str, ...], exclude: tuple[str, ...]) -> Any:
+    from .plan import Targets
+
+    return Targets(only=_customer_ids(only, "--only"), exclude=_customer_ids(exclude, "--exclude"))
 
 
 def _watch(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .apply import Executor
@@ -14,12 +14,23 @@ from .current import CurrentState
 from .document import ActionResult
 from .errors import StalePlanError
 from .i18n import _
-from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
+from .plan import (
+    Action,
+    Plan,
+    Targets,
+    check_not_empty,
+    check_partner,
+    check_removal_limit,
+    plan,
+    target,
+)
 from .providers.base import Provider
 from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
 from .spec import Desired
+
+EVERYONE = Targets()
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class Options:
     parallelism: int = 8
     lock_timeout: float = 0.0
     rate_limit: float = 500.0  # requests per minute; 0: no limit
+    targets: Targets = field(default_factory=Targets)
 
 
 def open_provider(name: str, state_dir: Path, rate_limiter: RateLimiter) -> Provider:
@@ -51,19 +63,21 @@ def open_store(state_dir: Path) -> RecordStore:
     return FileStore(state_dir)
 
 
-def make_plan(desired: Desired, provider: Provider, store: RecordStore) -> Plan:
-    """Observe and plan, with the partner check; reads only."""
+def make_plan(
+    desired: Desired, provider: Provider, store: RecordStore, targets: Targets = EVERYONE
+) -> Plan:
+    """Observe and plan (the targeted part), with the partner check; reads only."""
     current = provider.observe()
     records = store.load()
     check_partner(desired, current, records)
-    return plan(desired, current, records)
+    return target(plan(desired, current, records), targets)
 
 
 def dry_run(desired: Desired, options: Options) -> Plan:
     """Plan, and change nothing: no lock, no write."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
-    result = make_plan(desired, provider, open_store(options.state_dir))
+    result = make_plan(desired, provider, open_store(options.state_dir), options.targets)
     if result.removals > options.max_removals and not options.allow_mass_removal:
         warning = _(
             "this plan removes {} relationships, more than --max-removals {}: "
@@ -91,8 +105,8 @@ def apply(
     provider = open_provider(options.provider, options.state_dir, rate_limiter)
     store = open_store(options.state_dir)
     with store.lock(timeout=options.lock_timeout):
-        fresh = make_plan(desired, provider, store)
-        chosen = _choose(fresh, saved_plan)
+        fresh = make_plan(desired, provider, store, options.targets)
+        chosen = _choose(fresh, saved_plan and target(saved_plan, options.targets))
         check_removal_limit(
             chosen,
             max_removals=options.max_removals,
@@ -111,7 +125,8 @@ def apply(
         )
         results = executor.run(chosen) if chosen.has_changes else ()
         after = provider.observe()
-        return Outcome(chosen, results, _record_and_replan(desired, after, store))
+        remaining = target(_record_and_replan(desired, after, store), options.targets)
+        return Outcome(chosen, results, remaining)
 
 
 def _choose(fresh: Plan, saved: Plan | None) -> Plan:

@@ -243,3 +243,21 @@ def test_world_accept_of_an_unknown_customer_needs_a_name(example: Path) -> None
     assert run("world", "accept", stranger, "--name", "Adatum", cwd=example).returncode == 0
     world = json.loads((example / "state/world.json").read_text())
     assert any(c["id"] == stranger and c["name"] == "Adatum" for c in world["customers"])
+
+
+def test_only_and_exclude_target_part_of_the_plan(example: Path, reconcile: Runner) -> None:
+    contoso, fabrikam = CONTOSO, "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
+    preview = json.loads(reconcile("--dry-run", "--output", "json", "--only", contoso).stdout)
+    assert {a["customer_id"] for a in preview["actions"]} == {contoso}
+    assert any("this plan is partial" in w for w in preview["warnings"])
+    applied = reconcile(
+        "--output", "json", "--only", f"{contoso},{fabrikam}", "--exclude", fabrikam
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert {a["customer_id"] for a in json.loads(applied.stdout)["actions"]} == {contoso}
+    rest = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    assert {a["customer_id"] for a in rest["actions"]} == {
+        fabrikam,
+        "3b9c8398-289a-4913-861d-2dafb70bf03c",
+    }
+    assert reconcile("--dry-run", "--only", "nope").returncode == 1

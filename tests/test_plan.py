@@ -288,3 +288,18 @@ def test_specs_for_another_partner_are_refused() -> None:
 def test_records_of_another_partner_are_refused() -> None:
     with pytest.raises(PlanError, match="records are for partner"):
         check_partner(desired(want(1)), world(), Records(partner_id=gid(777)))
+
+
+def test_targeting_keeps_only_the_chosen_customers_and_says_the_plan_is_partial() -> None:
+    from controller.plan import Targets, target
+
+    current = world(KEPT, customer(1, sub(11)), customer(2, sub(21)), customer(3))
+    whole = plan(desired(KEEP), current, records(managed=(1, 2)))
+    only = target(whole, Targets(only=frozenset({gid(2)})))
+    assert [(a.id, a.customer_id) for a in only.actions] == [("a3", gid(2)), ("a4", gid(2))]
+    assert only.actions[1].depends_on == ("a3",)  # ids and dependencies as in the whole plan
+    assert only.unmanaged == () and "partial (only" in only.warnings[-1]
+    rest = target(whole, Targets(exclude=frozenset({gid(2)})))
+    assert {a.customer_id for a in rest.actions} == {gid(1)}
+    assert [u.customer_id for u in rest.unmanaged] == [gid(3)]
+    assert target(whole, Targets()) is whole
