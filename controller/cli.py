@@ -402,6 +402,47 @@ def validate(specs_dir: Path) -> None:
     )
 
 
+@cli.command("import")
+@_specs_option
+@_state_option
+@_provider_option
+@click.option(
+    "--customers",
+    multiple=True,
+    metavar="CUSTOMER_ID",
+    help=_("Import only these customers (repeat, or comma-separate)."),
+)
+@click.option("--force", is_flag=True, help=_("Overwrite spec files that exist."))
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help=_("Seconds to wait for another apply to finish."),
+)
+def import_(
+    specs_dir: Path,
+    state_dir: Path,
+    provider: str,
+    customers: tuple[str, ...],
+    force: bool,
+    lock_timeout: float,
+) -> None:
+    """Write spec files describing the current state, and mark those customers managed."""
+    from .reconcile import Options, import_customers
+
+    options = Options(state_dir=state_dir, provider=provider, lock_timeout=lock_timeout)
+    wanted = _customer_ids(customers, "--customers")
+    result = import_customers(specs_dir, options, wanted=wanted, force=force)
+    for customer_id in result.skipped:
+        log.info(_("%s is already in the specs: not imported"), customer_id)
+    for path in result.files:
+        click.echo(_("wrote {}").format(path))
+    click.echo(
+        _("Imported {} customers; they are managed from now on.").format(len(result.customers))
+    )
+
+
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of a spec file."""

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .apply import Executor
 from .current import CurrentState
@@ -28,7 +29,10 @@ from .providers.base import Provider
 from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
-from .spec import Desired
+from .spec import Desired, load_specs
+
+if TYPE_CHECKING:
+    from .importer import ImportPlan
 
 EVERYONE = Targets()
 
@@ -146,3 +150,27 @@ def _record_and_replan(desired: Desired, after: CurrentState, store: RecordStore
     records = next_records(store.load(), desired, after)
     store.save(records)
     return plan(desired, after, records)
+
+
+def import_customers(
+    specs_dir: Path, options: Options, *, wanted: frozenset[str], force: bool
+) -> ImportPlan:
+    """Write spec files for the current state's customers and mark them managed."""
+    from .importer import plan_import, write_import
+
+    desired = load_specs(specs_dir) if specs_dir.exists() else Desired()
+    provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
+    store = open_store(options.state_dir)
+    with store.lock(timeout=options.lock_timeout):
+        current = provider.observe()
+        records = store.load()
+        check_partner(desired, current, records)
+        result = plan_import(current, desired, specs_dir, sorted(wanted))
+        write_import(result, specs_dir, force=force)
+        managed = set(records.managed) | {c.id for c in result.customers}
+        store.save(
+            records.model_copy(
+                update={"partner_id": current.partner.id, "managed": tuple(sorted(managed))}
+            )
+        )
+    return result

@@ -1,0 +1,72 @@
+"""``reconcile import``: specs from the current state; the plan afterwards is empty."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from conftest import Runner
+from helpers import snapshot
+
+from controller.records import FileStore
+
+TAILSPIN = "8ca21255-597d-46ee-8895-0c95529977fd"
+
+
+def test_import_into_empty_specs_then_the_plan_is_empty(example: Path, reconcile: Runner) -> None:
+    shutil.rmtree(example / "specs")
+    result = reconcile("import")
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in (example / "specs" / "customers").iterdir())
+    assert files == [
+        "contoso-ltd.yaml",
+        "fabrikam-inc.yaml",
+        "tailspin-toys.yaml",
+        "woodgrove-bank.yaml",
+    ]
+    text = (example / "specs" / "customers" / "contoso-ltd.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=../spec.schema.json\n")
+    assert "354ec307-e470-40d2-9563-5fed10cb4044  # Microsoft 365 Business Basic" in text
+    schema = json.loads((example / "specs" / "spec.schema.json").read_text())
+    assert schema["title"] == "partner-reconciler spec file"
+    assert yaml.safe_load((example / "specs" / "partner.yaml").read_text())["partner"]["id"]
+    assert reconcile("validate").returncode == 0
+    check = reconcile("--dry-run", "--detailed-exitcode")
+    assert check.returncode == 0, check.stdout
+    managed = FileStore(example / "state").load().managed
+    assert TAILSPIN in managed  # imported customers are managed from now on
+    again = reconcile("import")
+    assert again.returncode == 0 and "Imported 0 customers" in again.stdout
+
+
+def test_import_some_customers_next_to_existing_specs(example: Path, reconcile: Runner) -> None:
+    result = reconcile("import", "--customers", TAILSPIN)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (example / "specs" / "customers").glob("tailspin*")] == [
+        "tailspin-toys.yaml"
+    ]
+    plan = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    assert plan["unmanaged"] == []  # Tailspin is now in the specs' care
+    assert (
+        reconcile("import", "--customers", "3b9c8398-289a-4913-861d-2dafb70bf03c").returncode == 1
+    )
+
+
+def test_import_never_overwrites_a_spec_file_without_force(
+    example: Path, reconcile: Runner
+) -> None:
+    target = example / "specs" / "customers" / "tailspin-toys.yaml"
+    target.write_text("# hand-written, not to be lost\n")
+    before = snapshot(example)
+    refused = reconcile("import", "--customers", TAILSPIN)
+    assert (
+        refused.returncode == 1
+        and "--force" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
+    assert snapshot(example) == before
+    forced = reconcile("import", "--customers", TAILSPIN, "--force")
+    assert forced.returncode == 0
+    assert TAILSPIN in target.read_text()
