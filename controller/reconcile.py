@@ -19,10 +19,12 @@ from .plan import (
     Action,
     Plan,
     Targets,
+    attribute_drift,
     check_not_empty,
     check_partner,
     check_removal_limit,
     plan,
+    spec_snapshot,
     target,
 )
 from .providers.base import Provider
@@ -74,7 +76,8 @@ def make_plan(
     current = provider.observe()
     records = store.load()
     check_partner(desired, current, records)
-    return target(plan(desired, current, records), targets)
+    made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
+    return target(made, targets)
 
 
 def dry_run(desired: Desired, options: Options) -> Plan:
@@ -149,6 +152,7 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
 def _record_and_replan(desired: Desired, after: CurrentState, store: RecordStore) -> Plan:
     records = next_records(store.load(), desired, after)
     store.save(records)
+    store.save_applied(spec_snapshot(desired))
     return plan(desired, after, records)
 
 
@@ -167,7 +171,11 @@ def import_customers(
         check_partner(desired, current, records)
         result = plan_import(current, desired, specs_dir, sorted(wanted))
         write_import(result, specs_dir, force=force)
-        managed = set(records.managed) | {c.id for c in result.customers}
+        imported = {c.id for c in result.customers}
+        now = spec_snapshot(load_specs(specs_dir))
+        applied = store.load_applied()
+        store.save_applied({**applied, **{c: s for c, s in now.items() if c in imported}})
+        managed = set(records.managed) | imported
         store.save(
             records.model_copy(
                 update={"partner_id": current.partner.id, "managed": tuple(sorted(managed))}

@@ -126,6 +126,12 @@ class RecordStore(Protocol):
 
     def read_journal(self) -> list[dict[str, Any]]: ...
 
+    def load_applied(self) -> dict[str, dict[str, str]]:
+        """What the specs asked at the last apply (customer -> subscription -> value)."""
+        ...
+
+    def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None: ...
+
     def lock(self, *, timeout: float) -> Any: ...
 
 
@@ -137,6 +143,7 @@ class FileStore:
         self.records_path = state_dir / "records.json"
         self.journal_path = state_dir / "journal.jsonl"
         self._journal = DurableLog(self.journal_path)
+        self.applied_path = state_dir / "applied.json"
         self.holder_path = state_dir / "lock.json"
 
     def load(self) -> Records:
@@ -189,6 +196,26 @@ class FileStore:
                 continue
         return entries
 
+    def load_applied(self) -> dict[str, dict[str, str]]:
+        try:
+            loaded = json.loads(self.applied_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}  # only used to tell drift apart: a damaged file must not stop a plan
+        return loaded if isinstance(loaded, dict) else {}
+
+    def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None:
+        text = json.dumps(snapshot, indent=1, sort_keys=True) + "\n"
+        if self.applied_path.exists() and self.applied_path.read_text(encoding="utf-8") == text:
+            return
+        try:
+            atomic_write(self.applied_path, text)
+        except OSError as exc:
+            raise StateError(
+                _("{}: cannot write: {}").format(self.applied_path, exc.strerror)
+            ) from exc
+
     @contextmanager
     def lock(self, *, timeout: float) -> Iterator[None]:
         """Hold the state directory's apply lock, or raise LockError naming its holder."""
@@ -227,6 +254,7 @@ class MemoryStore:
     def __init__(self, records: Records | None = None) -> None:
         self.records = records or Records()
         self.journal: list[dict[str, Any]] = []
+        self.applied: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def load(self) -> Records:
@@ -240,6 +268,12 @@ class MemoryStore:
 
     def sync_journal(self) -> None:
         pass
+
+    def load_applied(self) -> dict[str, dict[str, str]]:
+        return self.applied
+
+    def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None:
+        self.applied = {c: dict(s) for c, s in snapshot.items()}
 
     def read_journal(self) -> list[dict[str, Any]]:
         return list(self.journal)

@@ -261,3 +261,22 @@ def test_only_and_exclude_target_part_of_the_plan(example: Path, reconcile: Runn
         "3b9c8398-289a-4913-861d-2dafb70bf03c",
     }
     assert reconcile("--dry-run", "--only", "nope").returncode == 1
+
+
+def test_drift_is_reported_apart_from_spec_changes(example: Path, reconcile: Runner) -> None:
+    assert reconcile().returncode == 0
+    edit(
+        example / "state/world.json", '"quantity": 5,', '"quantity": 7,'
+    )  # Teams Phone, in the portal
+    edit(example / CONTOSO_FILE, "quantity: 30 ", "quantity: 31 ")  # Business Basic, in the specs
+    text = reconcile("--dry-run").stdout
+    drift_at = text.index("Drift: changed outside the specs")
+    assert text.index("30 -> 31") < drift_at
+    assert text.index("7 -> 5") > drift_at
+    markdown = reconcile("--dry-run", "--output", "markdown").stdout
+    assert "🔀 Drift: changed outside the specs, to be undone (1)" in markdown
+    reasons = [
+        a["reason"]
+        for a in json.loads(reconcile("--dry-run", "--output", "json").stdout)["actions"]
+    ]
+    assert sorted(r.startswith("drift:") for r in reasons) == [False, True]

@@ -303,3 +303,27 @@ def test_targeting_keeps_only_the_chosen_customers_and_says_the_plan_is_partial(
     assert {a.customer_id for a in rest.actions} == {gid(1)}
     assert [u.customer_id for u in rest.unmanaged] == [gid(3)]
     assert target(whole, Targets()) is whole
+
+
+def test_drift_is_told_apart_from_changes_made_in_the_specs() -> None:
+    from controller.plan import attribute_drift, spec_snapshot
+
+    at_last_apply = desired(
+        want(1, want_sub(11, quantity=5), want_sub(12, quantity=2)), want(2, want_sub(21))
+    )
+    applied = spec_snapshot(at_last_apply)
+    now = desired(
+        want(1, want_sub(11, quantity=6), want_sub(12, quantity=2)), want(2, want_sub(21)), want(3)
+    )
+    current = world(
+        customer(1, sub(11, quantity=5), sub(12, quantity=9)),  # 12 changed in the portal
+        customer(2, sub(21), relationship="none"),  # ended the relationship from its side
+    )
+    made = attribute_drift(plan(now, current, records(managed=(1, 2))), now, applied)
+    by_target = {(a.customer_id[-2:], (a.subscription_id or "")[-2:]): a for a in made.actions}
+    assert not by_target[("01", "11")].drift  # the specs changed: 5 -> 6
+    assert by_target[("01", "12")].drift and by_target[("01", "12")].reason.startswith("drift:")
+    assert by_target[("02", "")].drift  # a request for a customer the specs did not drop
+    assert not by_target[("03", "")].drift  # a new customer in the specs
+    assert attribute_drift(made, now, {}) is made  # never applied: nothing to compare with
+    assert "drift" not in made.actions[0].model_dump(by_alias=True)  # not a JSON plan field

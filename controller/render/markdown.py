@@ -11,6 +11,7 @@ from . import DESTRUCTIVE, DISPLAY_ORDER, Outcome, action_title, named
 
 MARKER = "<!-- partner-reconciler plan -->"
 WARNING = "⚠️"
+DRIFT = "🔀"
 COLLAPSE_AFTER = 10
 
 
@@ -58,8 +59,9 @@ def render_plan(plan: Plan) -> str:
             marker = f"{WARNING} " if type_ in DESTRUCTIVE and plan.summary[type_] else ""
             lines.append(f"| {marker}{action_title(type_)} | {plan.summary[type_]} |")
         lines.append("")
-    destructive = [a for a in plan.actions if a.type in DESTRUCTIVE]
-    other = [a for a in plan.actions if a.type not in DESTRUCTIVE]
+    destructive = [a for a in plan.actions if a.type in DESTRUCTIVE and not a.drift]
+    other = [a for a in plan.actions if a.type not in DESTRUCTIVE and not a.drift]
+    drift = [a for a in plan.actions if a.drift]
     if destructive:
         title = f"{WARNING} " + _("Removals and suspensions ({})").format(len(destructive))
         collapse = len(destructive) > COLLAPSE_AFTER
@@ -67,6 +69,11 @@ def render_plan(plan: Plan) -> str:
     if other:
         title = _("Other changes ({})").format(len(other))
         lines += _section(title, _action_rows(plan, other), collapse=len(other) > COLLAPSE_AFTER)
+    if drift:
+        title = f"{DRIFT} " + _("Drift: changed outside the specs, to be undone ({})").format(
+            len(drift)
+        )
+        lines += _section(title, _action_rows(plan, drift), collapse=len(drift) > COLLAPSE_AFTER)
     if plan.blocked:
         rows = [
             f"- {action_title(b.type)} {named(plan.names, b.subscription_id or b.customer_id)}"

@@ -51,25 +51,41 @@ def summary_line(plan: Plan) -> str:
     return _("Plan: {}{}.").format(", ".join(parts), tail)
 
 
-def _customers_in_order(plan: Plan) -> list[str]:
-    seen: dict[str, None] = {}
-    for action in plan.actions:
-        seen.setdefault(action.customer_id, None)
-    return list(seen)
+def _customers_in_order(actions: list[Action]) -> list[str]:
+    return list(dict.fromkeys(a.customer_id for a in actions))
+
+
+def _grouped(plan: Plan, actions: list[Action], style: Style) -> list[str]:
+    """Actions under a heading per customer, in plan order."""
+    lines: list[str] = []
+    for customer_id in _customers_in_order(actions):
+        mine = [a for a in actions if a.customer_id == customer_id]
+        reasons = ", ".join(dict.fromkeys(a.reason for a in mine))
+        lines += ["", f"{style(named(plan.names, customer_id), bold=True)}: {reasons}"]
+        lines += [action_line(a, plan, style) for a in mine]
+    return lines
 
 
 def render_plan(plan: Plan, *, colour: bool = False) -> str:
     style = _styler(colour)
     lines: list[str] = []
+    from_specs = [a for a in plan.actions if not a.drift]
+    drift = [a for a in plan.actions if a.drift]
     if not plan.has_changes:
         lines.append(style(_("No changes. Partner Center matches the specs."), fg="green"))
-    else:
+    if from_specs:
         lines.append(_("The controller will perform these actions, destructive ones first:"))
-        for customer_id in _customers_in_order(plan):
-            actions = [a for a in plan.actions if a.customer_id == customer_id]
-            reasons = ", ".join(dict.fromkeys(a.reason for a in actions))
-            lines += ["", f"{style(named(plan.names, customer_id), bold=True)}: {reasons}"]
-            lines += [action_line(a, plan, style) for a in actions]
+        lines += _grouped(plan, from_specs, style)
+    if drift:
+        lines += [
+            "",
+            style(
+                _("Drift: changed outside the specs (in the portal), to be undone:"),
+                fg="yellow",
+                bold=True,
+            ),
+        ]
+        lines += _grouped(plan, drift, style)
     if plan.blocked:
         lines += ["", _("Blocked until the customer accepts the relationship invitation:")]
         lines += [
