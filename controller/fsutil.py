@@ -19,6 +19,7 @@ def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -29,6 +30,17 @@ def atomic_write(path: Path, text: str) -> None:
             os.unlink(temp)
         raise
     fsync_directory(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    """The file's own mode when it exists, else what a plain open() would give (0666 & ~umask),
+    rather than mkstemp's 0600."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def append_durably(path: Path, line: str) -> None:

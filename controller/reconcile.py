@@ -15,6 +15,7 @@ from .current import CurrentState
 from .document import ActionResult
 from .errors import StalePlanError
 from .i18n import _
+from .perf import paused_gc
 from .plan import (
     Action,
     Plan,
@@ -65,6 +66,11 @@ def open_provider(name: str, state_dir: Path, rate_limiter: RateLimiter) -> Prov
     return LocalProvider(state_dir)
 
 
+def spec_cache_path(state_dir: Path) -> Path:
+    """Where parsed specs are cached (see ``spec.SpecCache``)."""
+    return state_dir / ".cache" / "specs.json"
+
+
 def open_store(state_dir: Path) -> RecordStore:
     return FileStore(state_dir)
 
@@ -73,11 +79,12 @@ def make_plan(
     desired: Desired, provider: Provider, store: RecordStore, targets: Targets = EVERYONE
 ) -> Plan:
     """Observe and plan (the targeted part), with the partner check; reads only."""
-    current = provider.observe()
-    records = store.load()
-    check_partner(desired, current, records)
-    made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
-    return target(made, targets)
+    with paused_gc():
+        current = provider.observe()
+        records = store.load()
+        check_partner(desired, current, records)
+        made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
+        return target(made, targets)
 
 
 def dry_run(desired: Desired, options: Options) -> Plan:

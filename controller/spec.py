@@ -6,12 +6,16 @@ a problem is it parsed again with node marks, to point at the line of the offend
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+import pydantic
 import yaml
 from pydantic import (
     BaseModel,
@@ -24,9 +28,12 @@ from pydantic import (
     field_validator,
 )
 
+from . import __version__
 from .errors import ReconcileError, SpecError, SpecProblem
+from .fsutil import atomic_write
 from .i18n import _
 from .ids import CustomerId, Guid
+from .perf import paused_gc
 
 Path_ = tuple[str | int, ...]
 
@@ -112,14 +119,17 @@ class _SpecLoader(_BaseLoader):
     """The safe loader (libyaml's C parser when present) refusing duplicate mapping keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str) and key in seen:
-                raise _DuplicateKeyError(
-                    problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
-                )
-            seen.add(key)
+        # Compare the keys' scalar text: constructing each key twice would double the cost.
+        keys = [k.value for k, _v in node.value if isinstance(k, yaml.ScalarNode)]
+        if len(keys) != len(set(keys)):
+            seen: set[str] = set()
+            for key_node, _value in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value in seen:
+                    raise _DuplicateKeyError(
+                        problem=f"duplicate key {key_node.value!r}",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -207,6 +217,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return _("must be >= {}, got {!r}").format(ctx.get("ge"), value)
     if kind == "literal_error":
         return _("must be one of {}, got {!r}").format(ctx.get("expected"), value)
+    if kind == "string_pattern_mismatch" and loc and loc[-1] in ("id", "customer_id"):
+        return _("must be a GUID like 7d3c1a52-0b0e-4c1e-9f5e-2a1c3b4d5e6f, got {!r}").format(value)
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     return str(error["msg"])
@@ -283,35 +295,109 @@ def _check_subscription_ids(source: _SourceFile, spec: SpecFile) -> None:
         raise SpecError(problems)
 
 
-def _read(path: Path, name: str) -> _SourceFile:
+def _read_bytes(path: Path) -> bytes:
     try:
-        return _SourceFile(name, path.read_text(encoding="utf-8"))
+        return path.read_bytes()
+    except OSError as exc:
+        message = _("cannot read: {}").format(exc.strerror)
+        raise SpecError([SpecProblem(str(path), 1, "", message)]) from exc
+
+
+def _decode(raw: bytes, name: str) -> _SourceFile:
+    try:
+        return _SourceFile(name, raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise SpecError([SpecProblem(name, 1, "", _("not UTF-8 text"))]) from exc
-    except OSError as exc:
-        raise SpecError(
-            [SpecProblem(name, 1, "", _("cannot read: {}").format(exc.strerror))]
-        ) from exc
 
 
-def _parse_all(paths: list[Path]) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
+class SpecCache:
+    """Validated spec files by path and content hash, so that unchanged specs are not parsed
+    again. Never trusted over the file: an entry serves only while the file's sha256 matches;
+    a cache that is missing, stale, damaged or from another version is simply not used. It is
+    written only for specs large enough for parsing to matter."""
+
+    VERSION = f"1/{__version__}/pydantic {pydantic.VERSION}"
+    MIN_BYTES = 256 * 1024
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._old: dict[str, Any] = {}
+        self._new: dict[str, Any] = {}
+        self._bytes = 0
+        self._changed = False
+        if path is not None:
+            try:
+                loaded = orjson.loads(path.read_bytes())
+                if loaded.get("version") == self.VERSION:
+                    self._old = loaded["files"]
+            except Exception:  # noqa: BLE001 - any damage just means no cache
+                self._old = {}
+
+    def get(self, name: str, digest: str) -> SpecFile | None:
+        entry = self._old.get(name)
+        if not entry or entry.get("sha256") != digest:
+            return None
+        try:
+            spec = SpecFile.model_validate(entry["spec"])
+        except (ValidationError, KeyError, TypeError):
+            return None
+        self._new[name] = entry
+        return spec
+
+    def put(self, name: str, digest: str, spec: SpecFile) -> None:
+        # Kept as JSON bytes, not dicts: a fraction of the memory, while parsing is at its peak.
+        entry = {"sha256": digest, "spec": orjson.Fragment(spec.model_dump_json())}
+        self._new[name] = orjson.Fragment(orjson.dumps(entry))
+        self._changed = True
+
+    def count(self, size: int) -> None:
+        self._bytes += size
+
+    def save(self) -> None:
+        changed = self._changed or self._new.keys() != self._old.keys()
+        if self.path is None or not changed or self._bytes < self.MIN_BYTES:
+            return
+        document = {"version": self.VERSION, "files": self._new}
+        with contextlib.suppress(OSError):  # a cache not written costs time, never correctness
+            atomic_write(self.path, orjson.dumps(document).decode())
+
+
+def _parse_all(
+    paths: list[Path], cache: SpecCache
+) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
     for path in paths:
         try:
-            source = _read(path, str(path))
-            yield source, _parse(source)
+            raw = _read_bytes(path)
+            cache.count(len(raw))
+            digest = hashlib.sha256(raw).hexdigest()
+            source = _decode(raw, str(path))
+            spec = cache.get(source.name, digest)
+            if spec is None:
+                spec = _parse(source)
+                cache.put(source.name, digest, spec)
+            yield source, spec
         except SpecError as exc:
             yield exc
 
 
-def load_specs(specs_dir: Path) -> Desired:
+def load_specs(specs_dir: Path, *, cache: Path | None = None) -> Desired:
     """Load, validate and merge every spec file under ``specs_dir``; raise SpecError listing all
-    problems (each ``FILE:LINE: field: message``) if any file is invalid."""
+    problems (each ``FILE:LINE: field: message``) if any file is invalid. With ``cache``, files
+    unchanged since a previous load are taken from it instead of being parsed again."""
+    spec_cache = SpecCache(cache)
+    with paused_gc():
+        desired = _merge(_parse_all(find_spec_files(specs_dir), spec_cache))
+    spec_cache.save()
+    return desired
+
+
+def _merge(parsed_files: Iterator[tuple[_SourceFile, SpecFile] | SpecError]) -> Desired:
     problems: list[SpecProblem] = []
     partner: tuple[_SourceFile, PartnerSpec] | None = None
     customers: dict[CustomerId, CustomerSpec] = {}
     origins: dict[CustomerId, tuple[_SourceFile, int]] = {}
     files: list[str] = []
-    for parsed in _parse_all(find_spec_files(specs_dir)):
+    for parsed in parsed_files:
         if isinstance(parsed, SpecError):
             problems.extend(parsed.problems)
             continue

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import ReconcileError
 from .i18n import _
-from .reconcile import Options, apply, dry_run
+from .reconcile import Options, apply, dry_run, spec_cache_path
 from .records import utc_now
 from .render import Outcome
 from .spec import load_specs
@@ -133,7 +133,9 @@ class Watcher:
         return result
 
     def _pass(self) -> PassResult:
-        desired = load_specs(self.settings.specs_dir)
+        desired = load_specs(
+            self.settings.specs_dir, cache=spec_cache_path(self.settings.options.state_dir)
+        )
         if self.settings.dry_run:
             plan = dry_run(desired, self.settings.options)
             self.emit(self.render_plan(plan))

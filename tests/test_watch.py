@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -42,7 +43,7 @@ class Watching:
             ).start()
 
     def passes(self) -> list[str]:
-        return [line for line in list(self.err) if " pass " in line]
+        return [line for line in list(self.err) if re.search(r" pass \d+: ", line)]
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
