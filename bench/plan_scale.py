@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from generate import generate  # noqa: E402
 
-RECONCILE = str(Path(sys.executable).with_name("reconcile"))
+RECONCILE = Path(sys.executable).with_name("reconcile")
 
 NAIVE = """
 import json, sys, yaml

@@ -124,14 +124,36 @@ def diff_customer(
     if spec is None or customer is None:
         missing = tuple(SubscriptionId(s.id) for s in spec.subscriptions) if spec else ()
         return CustomerDiff(customer_id, spec, customer, missing_subscriptions=missing)
-    listed = {s.id for s in spec.subscriptions}
-    missing = tuple(
-        SubscriptionId(s.id) for s in spec.subscriptions if s.id not in customer.subscriptions_by_id
-    )
-    unlisted = tuple(SubscriptionId(s.id) for s in customer.subscriptions if s.id not in listed)
-    wanted, actual = _views(spec, customer)
-    changes = () if wanted == actual else _field_changes(actual, wanted)
+    observed = customer.subscriptions_by_id
+    missing = tuple(SubscriptionId(s.id) for s in spec.subscriptions if s.id not in observed)
+    unlisted: tuple[SubscriptionId, ...] = ()
+    if len(spec.subscriptions) - len(missing) != len(observed):  # some are not listed
+        listed = {s.id for s in spec.subscriptions}
+        unlisted = tuple(SubscriptionId(s.id) for s in customer.subscriptions if s.id not in listed)
+    changes: tuple[FieldChange, ...] = ()
+    if not _matches(spec, customer):
+        wanted, actual = _views(spec, customer)
+        changes = () if wanted == actual else _field_changes(actual, wanted)
     return CustomerDiff(customer_id, spec, customer, changes, missing, unlisted)
+
+
+def _matches(spec: CustomerSpec, customer: Customer) -> bool:
+    """The usual case, checked without building anything: nothing the spec sets differs."""
+    if customer.relationship != "reseller":
+        return False
+    if customer.name != spec.name and normalize_name(customer.name) != normalize_name(spec.name):
+        return False
+    if spec.domain is not None and (customer.domain or "").lower() != spec.domain.lower():
+        return False
+    observed = customer.subscriptions_by_id
+    for sub in spec.subscriptions:
+        found = observed.get(sub.id)
+        if found is not None and (
+            found.status != sub.status
+            or (sub.quantity is not None and found.quantity != sub.quantity)
+        ):
+            return False
+    return True
 
 
 def diff_states(desired: Desired, current: CurrentState) -> tuple[CustomerDiff, ...]:

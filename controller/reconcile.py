@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .apply import Executor
 from .current import CurrentState
 from .document import ActionResult
 from .errors import StalePlanError
@@ -128,6 +127,8 @@ def apply(
         )
         if chosen.has_changes and not confirm(chosen):
             return None
+        from .apply import Executor  # here: a dry run has no use for the executor
+
         executor = Executor(
             provider,
             store,

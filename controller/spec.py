@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,8 +232,12 @@ def find_spec_files(specs_dir: Path) -> list[Path]:
     """Every ``*.yaml`` / ``*.yml`` file under ``specs_dir``, recursively, in sorted path order."""
     if not specs_dir.is_dir():
         raise ReconcileError(_("specs directory {} does not exist").format(specs_dir))
-    found = [p for p in specs_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
-    return sorted(found, key=lambda p: p.relative_to(specs_dir).parts)
+    found: list[tuple[tuple[str, ...], Path]] = []
+    for folder, _dirs, names in os.walk(specs_dir):  # os.walk: rglob is several times slower
+        base = Path(folder)
+        parts = base.relative_to(specs_dir).parts
+        found += [((*parts, n), base / n) for n in names if n.endswith((".yaml", ".yml"))]
+    return [path for _parts, path in sorted(found)]
 
 
 @dataclass
