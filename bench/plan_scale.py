@@ -62,17 +62,18 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def run_size(
-    customers: int, drift: float, one_file: bool, naive: bool
+    customers: int, drift: float, one_file: bool, naive: bool, reconcile: Path
 ) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         generate(root, customers=customers, subscriptions=5, drift=drift, one_file=one_file)
-        dry_run = [RECONCILE, "--dry-run", "--output", "json"]
+        dry_run = [str(reconcile), "--dry-run", "--output", "json"]
         shutil.rmtree(root / "state" / ".cache", ignore_errors=True)
         figures = {"cold": measure(dry_run, root)}
         figures["warm"] = measure(dry_run, root)
         if naive:
-            figures["naive"] = measure([sys.executable, "-c", NAIVE, str(root)], root)
+            python = str(reconcile.with_name("python"))  # the same installation as reconcile
+            figures["naive"] = measure([python, "-c", NAIVE, str(root)], root)
         return figures
 
 
@@ -105,12 +106,20 @@ def main() -> None:
     parser.add_argument("--drift", type=float, default=0.05)
     parser.add_argument("--one-file", action="store_true", help="one big spec file per size")
     parser.add_argument("--plot", type=Path, help="write a log-log PNG of time against size")
+    parser.add_argument(
+        "--reconcile",
+        type=Path,
+        default=RECONCILE,
+        help="the reconcile command to measure (e.g. from a venv without the bench extras)",
+    )
     args = parser.parse_args()
     naive_sizes = {int(n) for n in args.naive_sizes.split(",") if n}
     results = {}
     print(f"{'customers':>9} {'kind':>5} {'wall s':>8} {'peak MB':>8} {'x warm':>7}")
     for size in (int(n) for n in args.sizes.split(",")):
-        results[size] = run_size(size, args.drift, args.one_file, size in naive_sizes)
+        results[size] = run_size(
+            size, args.drift, args.one_file, size in naive_sizes, args.reconcile
+        )
         warm = results[size]["warm"][0]
         for kind, (wall, peak) in results[size].items():
             print(f"{size:>9} {kind:>5} {wall:>8.2f} {peak:>8.0f} {wall / warm:>7.1f}")
