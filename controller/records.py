@@ -135,6 +135,24 @@ class RecordStore(Protocol):
     def lock(self, *, timeout: float) -> Any: ...
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Report a failed write of ``path`` as one line, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise StateError(_("{}: cannot write: {}").format(path, exc.strerror)) from exc
+
+
+def _replace_if_changed(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text`` (and a final newline), unless it holds it."""
+    text += "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    with _writing(path):
+        atomic_write(path, text)
+
+
 class FileStore:
     """Records as files in the state directory (see the module docstring)."""
 
@@ -159,30 +177,17 @@ class FileStore:
             raise StateError(f"{self.records_path}: {exc.strerror}") from exc
 
     def save(self, records: Records) -> None:
-        text = json.dumps(records.model_dump(mode="json"), indent=2) + "\n"
-        if self.records_path.exists() and self.records_path.read_text(encoding="utf-8") == text:
-            return
-        try:
-            atomic_write(self.records_path, text)
-        except OSError as exc:
-            raise StateError(
-                _("{}: cannot write: {}").format(self.records_path, exc.strerror)
-            ) from exc
+        _replace_if_changed(
+            self.records_path, json.dumps(records.model_dump(mode="json"), indent=2)
+        )
 
     def append_journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
-        try:
+        with _writing(self.journal_path):
             self._journal.append(json.dumps(dict(entry), sort_keys=True), wait=sync)
-        except OSError as exc:
-            raise StateError(
-                _("{}: cannot write: {}").format(self.journal_path, exc.strerror)
-            ) from exc
 
     def sync_journal(self) -> None:
-        try:
+        with _writing(self.journal_path):
             self._journal.sync()
-        except OSError as exc:
-            message = _("{}: cannot write: {}").format(self.journal_path, exc.strerror)
-            raise StateError(message) from exc
 
     def read_journal(self) -> list[dict[str, Any]]:
         """Every journal entry; a torn last line (a kill mid-append) is ignored."""
@@ -199,22 +204,12 @@ class FileStore:
     def load_applied(self) -> dict[str, dict[str, str]]:
         try:
             loaded = json.loads(self.applied_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}  # only used to tell drift apart: a damaged file must not stop a plan
+        except (OSError, ValueError):  # missing or damaged: only used to tell drift apart,
+            return {}  # so it must never stop a plan
         return loaded if isinstance(loaded, dict) else {}
 
     def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None:
-        text = json.dumps(snapshot, indent=1, sort_keys=True) + "\n"
-        if self.applied_path.exists() and self.applied_path.read_text(encoding="utf-8") == text:
-            return
-        try:
-            atomic_write(self.applied_path, text)
-        except OSError as exc:
-            raise StateError(
-                _("{}: cannot write: {}").format(self.applied_path, exc.strerror)
-            ) from exc
+        _replace_if_changed(self.applied_path, json.dumps(snapshot, indent=1, sort_keys=True))
 
     @contextmanager
     def lock(self, *, timeout: float) -> Iterator[None]:
