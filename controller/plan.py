@@ -476,43 +476,39 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_i
         )
         return
     reason_quantity = _("quantity in specs is {}").format(quantity.after if quantity else "")
-    if status is not None and status.after == "active":
-        reactivation = builder.add(
-            "reactivate_subscription",
-            diff,
-            subscription_id,
-            change=("suspended", "active"),
-            reason=reason_status,
-        )
-        if quantity is not None:
+    # The service changes the quantity of an active subscription only: a quantity change comes
+    # after a reactivation, and before a suspension.
+    reactivating = status is not None and status.after == "active"
+    steps: list[_Key] = []
+    if reactivating:
+        steps.append(
             builder.add(
-                "update_quantity",
+                "reactivate_subscription",
                 diff,
                 subscription_id,
-                change=(quantity.before, quantity.after),
-                reason=reason_quantity,
-                after=[reactivation],
+                change=("suspended", "active"),
+                reason=reason_status,
             )
-        return
-    update = []
+        )
     if quantity is not None:
-        update.append(
+        steps.append(
             builder.add(
                 "update_quantity",
                 diff,
                 subscription_id,
                 change=(quantity.before, quantity.after),
                 reason=reason_quantity,
+                after=steps[-1:],
             )
         )
-    if status is not None:
+    if status is not None and not reactivating:
         builder.add(
             "suspend_subscription",
             diff,
             subscription_id,
             change=("active", "suspended"),
             reason=reason_status,
-            after=update,
+            after=steps[-1:],
         )
 
 
