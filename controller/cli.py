@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import ReconcileError
+from .errors import ReconcileError, SpecError
 from .i18n import _
 
 EXIT_OK = 0
@@ -600,6 +600,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except click.exceptions.Abort:
         click.echo(_("Aborted."), err=True)
+        return EXIT_ERROR
+    except SpecError as exc:  # as compilers do, and as the contract says: FILE:LINE: message
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
         return EXIT_ERROR
     except ReconcileError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:

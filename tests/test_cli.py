@@ -81,6 +81,9 @@ def test_bad_input_is_one_line_and_changes_nothing(
     result = reconcile(*mode)
     assert_clean_failure(result, before, example, message)
     assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(message), (
+        result.stderr
+    )  # FILE:LINE: first, as the contract says
     assert result.stdout == ""
 
 
