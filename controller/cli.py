@@ -241,7 +241,7 @@ def _customer_ids(values: tuple[str, ...], option: str) -> frozenset[str]:
 
 
 def _targets(only: tuple[str, ...], exclude: tuple[str, ...]) -> Any:
-    from .plan import Targets
+    from .targeting import Targets
 
     return Targets(only=_customer_ids(only, "--only"), exclude=_customer_ids(exclude, "--exclude"))
 

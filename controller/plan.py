@@ -14,7 +14,7 @@ import hashlib
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -104,46 +104,6 @@ class Plan:
     @property
     def removals(self) -> int:
         return self.summary["remove_relationship"]
-
-
-# --- targeting ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Targets:
-    """Part of a plan, as Terraform's -target: only these customers, or all but these."""
-
-    only: frozenset[str] = frozenset()
-    exclude: frozenset[str] = frozenset()
-
-    def __bool__(self) -> bool:
-        return bool(self.only or self.exclude)
-
-    def includes(self, customer_id: str) -> bool:
-        return (not self.only or customer_id in self.only) and customer_id not in self.exclude
-
-
-def target(plan: Plan, targets: Targets) -> Plan:
-    """Keep the targeted customers' actions, blocked and unmanaged items, and say the plan is
-    partial. Pure. Dependencies never cross customers, so what is kept is still a valid DAG; ids
-    are kept, so an action has the same id in the partial and the whole plan."""
-    if not targets:
-        return plan
-    parts = []
-    if targets.only:
-        parts.append(_("only {}").format(", ".join(sorted(targets.only))))
-    if targets.exclude:
-        parts.append(_("excluding {}").format(", ".join(sorted(targets.exclude))))
-    warning = _("this plan is partial ({}): the rest of the specs is not reconciled").format(
-        "; ".join(parts)
-    )
-    return replace(
-        plan,
-        actions=tuple(a for a in plan.actions if targets.includes(a.customer_id)),
-        blocked=tuple(b for b in plan.blocked if targets.includes(b.customer_id)),
-        unmanaged=tuple(u for u in plan.unmanaged if targets.includes(u.customer_id)),
-        warnings=tuple(dict.fromkeys((*plan.warnings, warning))),
-    )
 
 
 # --- guards ---------------------------------------------------------------------------------
@@ -510,52 +470,3 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_i
             reason=reason_status,
             after=steps[-1:],
         )
-
-
-# --- drift ------------------------------------------------------------------------------------
-
-Snapshot = Mapping[str, Mapping[str, str]]  # customer -> subscription -> "status/quantity"
-
-
-def spec_snapshot(desired: Desired) -> dict[str, dict[str, str]]:
-    """What the specs asked of each subscription, kept after an apply to tell drift later."""
-    return {
-        customer_id: {
-            s.id: f"{s.status}/{'' if s.quantity is None else s.quantity}"
-            for s in spec.subscriptions
-        }
-        for customer_id, spec in desired.customers.items()
-    }
-
-
-def attribute_drift(plan: Plan, desired: Desired, applied: Snapshot) -> Plan:
-    """Mark the actions that undo changes made outside the specs. Pure.
-
-    A subscription action is drift when the specs ask for the same as at the last apply (so the
-    world moved, not the specs); a request is drift when the customer was in the specs at the
-    last apply (the relationship ended from the other side). Removals follow the specs."""
-    if not applied:
-        return plan
-    now = spec_snapshot(desired)
-
-    def drifted(action: Action) -> bool:
-        before = applied.get(action.customer_id)
-        if before is None or action.customer_id not in desired.customers:
-            return False
-        if action.type == "request_relationship":
-            return True
-        sub = action.subscription_id or ""
-        return sub in before and before[sub] == now[action.customer_id].get(sub)
-
-    actions = tuple(
-        a.model_copy(
-            update={
-                "drift": True,
-                "reason": _("drift: changed outside the specs; {}").format(a.reason),
-            }
-        )
-        if drifted(a)
-        else a
-        for a in plan.actions
-    )
-    return replace(plan, actions=actions)

@@ -12,26 +12,17 @@ from typing import TYPE_CHECKING
 
 from .current import CurrentState
 from .document import ActionResult
+from .drift import attribute_drift, spec_snapshot
 from .errors import StalePlanError
 from .i18n import _
 from .perf import paused_gc
-from .plan import (
-    Action,
-    Plan,
-    Targets,
-    attribute_drift,
-    check_not_empty,
-    check_partner,
-    check_removal_limit,
-    plan,
-    spec_snapshot,
-    target,
-)
+from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
 from .providers.base import Provider
 from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
 from .spec import Desired, load_specs
+from .targeting import Targets, target
 
 if TYPE_CHECKING:
     from .importer import ImportPlan

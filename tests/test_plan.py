@@ -291,7 +291,7 @@ def test_records_of_another_partner_are_refused() -> None:
 
 
 def test_targeting_keeps_only_the_chosen_customers_and_says_the_plan_is_partial() -> None:
-    from controller.plan import Targets, target
+    from controller.targeting import Targets, target
 
     current = world(KEPT, customer(1, sub(11)), customer(2, sub(21)), customer(3))
     whole = plan(desired(KEEP), current, records(managed=(1, 2)))
@@ -306,7 +306,7 @@ def test_targeting_keeps_only_the_chosen_customers_and_says_the_plan_is_partial(
 
 
 def test_drift_is_told_apart_from_changes_made_in_the_specs() -> None:
-    from controller.plan import attribute_drift, spec_snapshot
+    from controller.drift import attribute_drift, spec_snapshot
 
     at_last_apply = desired(
         want(1, want_sub(11, quantity=5), want_sub(12, quantity=2)), want(2, want_sub(21))

@@ -1,0 +1,57 @@
+"""Pure: telling drift (changes made outside the specs, in the portal) from changes made in the
+specs, by comparing with what the specs asked at the last apply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from .i18n import _
+from .plan import Action, Plan
+from .spec import Desired
+
+Snapshot = Mapping[str, Mapping[str, str]]  # customer -> subscription -> "status/quantity"
+
+
+def spec_snapshot(desired: Desired) -> dict[str, dict[str, str]]:
+    """What the specs asked of each subscription, kept after an apply to tell drift later."""
+    return {
+        customer_id: {
+            s.id: f"{s.status}/{'' if s.quantity is None else s.quantity}"
+            for s in spec.subscriptions
+        }
+        for customer_id, spec in desired.customers.items()
+    }
+
+
+def attribute_drift(plan: Plan, desired: Desired, applied: Snapshot) -> Plan:
+    """Mark the actions that undo changes made outside the specs. Pure.
+
+    A subscription action is drift when the specs ask for the same as at the last apply (so the
+    world moved, not the specs); a request is drift when the customer was in the specs at the
+    last apply (the relationship ended from the other side). Removals follow the specs."""
+    if not applied:
+        return plan
+    now = spec_snapshot(desired)
+
+    def drifted(action: Action) -> bool:
+        before = applied.get(action.customer_id)
+        if before is None or action.customer_id not in desired.customers:
+            return False
+        if action.type == "request_relationship":
+            return True
+        sub = action.subscription_id or ""
+        return sub in before and before[sub] == now[action.customer_id].get(sub)
+
+    actions = tuple(
+        a.model_copy(
+            update={
+                "drift": True,
+                "reason": _("drift: changed outside the specs; {}").format(a.reason),
+            }
+        )
+        if drifted(a)
+        else a
+        for a in plan.actions
+    )
+    return replace(plan, actions=actions)
