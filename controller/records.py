@@ -33,6 +33,8 @@ from .i18n import _
 from .ids import CustomerId, Guid
 from .spec import Desired
 
+JOURNAL_MAX_BYTES = 16 * 1024 * 1024
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -221,9 +223,23 @@ class FileStore:
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
             atomic_write(self.holder_path, json.dumps(holder) + "\n")
             try:
+                self._rotate_journal()
                 yield
             finally:
                 self.holder_path.unlink(missing_ok=True)
+
+    def _rotate_journal(self) -> None:
+        """Keep the journal from growing without end (watch mode runs for months): past
+        JOURNAL_MAX_BYTES it becomes journal.1.jsonl, replacing the previous one. Done under the
+        lock, before a run starts, so no run is ever split across the two files."""
+        try:
+            if self.journal_path.stat().st_size <= JOURNAL_MAX_BYTES:
+                return
+        except FileNotFoundError:
+            return
+        self._journal.close()
+        with _writing(self.journal_path):
+            os.replace(self.journal_path, self.state_dir / "journal.1.jsonl")
 
     def _holder_message(self) -> str:
         # The holder writes lock.json just after taking the lock: give it a moment to appear.

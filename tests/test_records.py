@@ -147,3 +147,19 @@ def test_a_journal_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> No
     (tmp_path / "journal.jsonl").mkdir()  # a directory where the file should be
     with pytest.raises(StateError, match="journal.jsonl: cannot write"):
         FileStore(tmp_path).append_journal({"event": "x"})
+
+
+def test_a_large_journal_is_rotated_when_a_run_takes_the_lock(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from controller import records as records_module
+
+    monkeypatch.setattr(records_module, "JOURNAL_MAX_BYTES", 200)
+    store = FileStore(tmp_path)
+    for n in range(10):
+        store.append_journal({"event": "run_started", "run": f"r{n}"})
+    with store.lock(timeout=0):
+        store.append_journal({"event": "run_started", "run": "new"})
+    assert [e["run"] for e in store.read_journal()] == ["new"]
+    assert (tmp_path / "journal.1.jsonl").read_text().count("run_started") == 10
+    with store.lock(timeout=0):  # small again: left alone
+        pass
+    assert [e["run"] for e in store.read_journal()] == ["new"]
