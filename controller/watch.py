@@ -13,10 +13,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import ReconcileError
 from .i18n import _
@@ -94,7 +93,9 @@ class Watcher:
             stop_event=self.stop,
             raise_interrupt=False,
         )
-        for changes in self._with_first_tick(changes_seen):
+        # The first pass runs on the first tick (within TICK_MS), once the watcher is started:
+        # edits made during that pass are then seen too.
+        for changes in changes_seen:
             dirty = dirty or bool(changes)
             if self.stop.is_set():
                 break
@@ -102,11 +103,6 @@ class Watcher:
                 dirty = False
                 result = self.run_pass()
                 next_due = time.monotonic() + self._delay_after(result)
-
-    @staticmethod
-    def _with_first_tick(changes: Iterator[set[Any]]) -> Iterator[set[Any]]:
-        yield set()
-        yield from changes
 
     def _delay_after(self, result: PassResult) -> float:
         """The interval after a good pass; after failures, backoff: 5 s, 10 s, … up to it."""

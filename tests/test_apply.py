@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from helpers import customer, desired, gid, records, sub, want, want_sub, world
 
 from controller.apply import Executor
@@ -170,3 +171,20 @@ def test_every_attempt_goes_through_the_shared_rate_limiter() -> None:
         plan(spec, current, recs)
     )
     assert limiter.count == len(provider.calls) > 15
+
+
+class ReadOnly(MemoryProvider):
+    """For dry runs: any mutating call is a failure of the test."""
+
+    def _call(self, *call: str) -> None:
+        raise AssertionError(f"a dry run called {call[0]}")
+
+
+def test_planning_never_calls_a_mutating_method() -> None:
+    from controller.reconcile import make_plan
+
+    spec, current, recs = removal_world(3, 2)
+    made = make_plan(spec, ReadOnly(current), MemoryStore(recs))
+    assert len(made.actions) == 9  # planned, and nothing changed
+    with pytest.raises(AssertionError, match="a dry run called suspend_subscription"):
+        Executor(ReadOnly(current), MemoryStore(recs)).run(made)  # the guard itself works

@@ -212,3 +212,37 @@ def test_a_provider_outage_is_reported_and_retried_without_exiting(example: Path
         server.shutdown()
         server.server_close()
     assert TOKEN not in "".join(err)
+
+
+def test_changes_during_a_pass_cause_exactly_one_more_pass(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from generate import generate
+
+    generate(tmp_path, customers=80, subscriptions=3, remove=0.95, seed=3)  # a long first pass
+    w = Watching(
+        tmp_path,
+        "--allow-mass-removal",
+        "--rate-limit",
+        "0",
+        "--parallelism",
+        "1",
+        "--interval",
+        "300",
+    )
+    journal = FileStore(tmp_path / "state")
+    w.wait_for(
+        lambda: any(e["event"] == "action_applied" for e in journal.read_journal()),
+        "the first pass to be under way",
+    )
+    for n in range(3):  # edits while the first pass runs
+        (tmp_path / "specs" / f"note-{n}.yaml").write_text("# nothing\n")
+        time.sleep(0.2)
+    assert len(w.passes()) == 0, "the first pass should still be running"
+    w.wait_for(lambda: len(w.passes()) >= 2, "the pass for the edits", timeout=60)
+    time.sleep(2)
+    assert len(w.passes()) == 2
+    runs = [e for e in journal.read_journal() if e["event"] == "run_started"]
+    assert len(runs) == 1  # the second pass found nothing left to do
+    assert w.stop() == 0
