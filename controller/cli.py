@@ -495,6 +495,13 @@ def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
     )
 
 
+def _share_option(name: str, help_text: str) -> Any:
+    """An emulator knob: a share of requests, 0 to 1."""
+    return click.option(
+        name, type=click.FloatRange(0, 1), default=0.0, show_default=True, help=help_text
+    )
+
+
 @cli.command()
 @click.option(
     "--port",
@@ -511,26 +518,10 @@ def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
     show_default=True,
     help=_("Seconds added to every request."),
 )
-@click.option(
-    "--throttle",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help=_("Share of requests answered 429 with Retry-After."),
-)
-@click.option(
-    "--server-errors",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help=_("Share of requests answered 503."),
-)
-@click.option(
-    "--lost-responses",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help=_("Share of changes made but answered 504 (retries are de-duplicated)."),
+@_share_option("--throttle", _("Share of requests answered 429 with Retry-After."))
+@_share_option("--server-errors", _("Share of requests answered 503."))
+@_share_option(
+    "--lost-responses", _("Share of changes made but answered 504 (retries are de-duplicated).")
 )
 @click.option(
     "--page-size",
