@@ -389,8 +389,9 @@ def _plan_listed(builder: _PlanBuilder, diff: CustomerDiff, *, awaiting: bool) -
         builder.unmanaged.append(
             Unmanaged(customer_id=customer_id, subscription_id=subscription_id)
         )
-    for spec in diff.desired.subscriptions:
-        _plan_subscription(builder, diff, spec.id)
+    if diff.changes:  # most customers match: no need to look at each subscription
+        for spec in diff.desired.subscriptions:
+            _plan_subscription(builder, diff, spec.id)
 
 
 def _subscription_action_types(diff: CustomerDiff) -> list[tuple[ActionType, str]]:
