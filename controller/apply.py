@@ -8,6 +8,7 @@ on. Every start and outcome is appended to the journal, durably, before anything
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -24,6 +25,8 @@ from .providers.base import Provider, logical_request
 from .ratelimit import RateLimiter
 from .records import PendingRequest, RecordStore, utc_now
 from .retry import RetryPolicy
+
+log = logging.getLogger("reconcile")
 
 
 def new_run_id() -> str:
@@ -147,6 +150,10 @@ class Executor:
             result = ActionResult(id=action.id, status="applied")
         except ProviderError as exc:
             result = ActionResult(id=action.id, status="failed", error=str(exc))
+        except Exception as exc:  # a bug must not leave the run unrecorded: fail this action
+            log.exception("unexpected error in %s", action.id)
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+            result = ActionResult(id=action.id, status="failed", error=error)
         finally:
             logical_request.reset(token)
         self._journal_action(run_id, action, result)

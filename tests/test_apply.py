@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from helpers import customer, desired, gid, records, sub, want, want_sub, world
 
 from controller.apply import Executor
@@ -186,5 +185,6 @@ def test_planning_never_calls_a_mutating_method() -> None:
     spec, current, recs = removal_world(3, 2)
     made = make_plan(spec, ReadOnly(current), MemoryStore(recs))
     assert len(made.actions) == 9  # planned, and nothing changed
-    with pytest.raises(AssertionError, match="a dry run called suspend_subscription"):
-        Executor(ReadOnly(current), MemoryStore(recs)).run(made)  # the guard itself works
+    results = Executor(ReadOnly(current), MemoryStore(recs)).run(made)  # the guard itself works
+    assert "a dry run called suspend_subscription" in (results[0].error or "")
+    assert {r.status for r in results} == {"failed", "skipped"}  # recorded, not a crash

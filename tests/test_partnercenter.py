@@ -426,3 +426,13 @@ def test_every_recording_is_read() -> None:
     assert (
         parse_subscription({"id": CUSTOMER, "status": "none"}).status == "disabled"
     )  # never changed
+
+
+def test_an_unexpected_response_is_a_provider_error_not_a_crash() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/customers":
+            return httpx.Response(200, json={"items": [{"relationshipToPartner": "reseller"}]})
+        return httpx.Response(200, json={"items": []})
+
+    with pytest.raises(PermanentProviderError, match="unexpected response from Partner Center"):
+        client(handler).observe()

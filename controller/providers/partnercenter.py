@@ -235,13 +235,22 @@ class PartnerCenterProvider:
         return tuple(parse_subscription(item) for item in items)
 
     def observe(self) -> CurrentState:
-        raw_customers = self._customer_pages()
-        with ThreadPoolExecutor(max_workers=self._parallelism) as pool:
-            subscriptions = list(pool.map(self._subscriptions, raw_customers))
-        customers = tuple(
-            parse_customer(raw, subs)
-            for raw, subs in zip(raw_customers, subscriptions, strict=True)
-        )
+        try:
+            raw_customers = self._customer_pages()
+            with ThreadPoolExecutor(max_workers=self._parallelism) as pool:
+                subscriptions = list(pool.map(self._subscriptions, raw_customers))
+            customers = tuple(
+                parse_customer(raw, subs)
+                for raw, subs in zip(raw_customers, subscriptions, strict=True)
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # incl. pydantic's
+            first_line = next(iter(str(exc).splitlines()), "")
+            raise PermanentProviderError(
+                _("unexpected response from Partner Center: {}: {}").format(
+                    type(exc).__name__, first_line
+                ),
+                code="bad_response",
+            ) from exc
         return CurrentState(
             partner={"id": self.settings.tenant_id, "name": ""},
             customers=customers,
