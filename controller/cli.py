@@ -5,13 +5,13 @@ This is the only place that catches the root error type."""
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,16 @@ def _state_option(function: Any) -> Any:
     )(function)
 
 
+def _lock_timeout_option(function: Any) -> Any:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help=_("Seconds to wait for another apply to finish."),
+    )(function)
+
+
 def _provider_option(function: Any) -> Any:
     return click.option(
         "--provider",
@@ -130,13 +140,7 @@ def _provider_option(function: Any) -> Any:
     show_default=True,
     help=_("Provider requests per minute, shared by all workers (0: no limit)."),
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help=_("Seconds to wait for another apply to finish."),
-)
+@_lock_timeout_option
 @click.option("--yes", "-y", is_flag=True, help=_("Apply without asking, even on a terminal."))
 @click.option("--watch", is_flag=True, help=_("Keep running: reconcile on spec changes."))
 @click.option(
@@ -255,15 +259,12 @@ def _watch(
     health_file: Path | None,
 ) -> int:
     """Run passes until SIGINT or SIGTERM; exit 0 once the actions in flight are recorded."""
-    from .document import to_document
+    from .render import json as json_render
     from .watch import Watcher, WatchSettings, error_document
 
-    def compact(document: dict[str, Any]) -> str:
-        return json.dumps(document, separators=(",", ":")) + "\n"
-
     if output == "json":  # one JSON document per pass, one per line
-        render_plan: Any = lambda plan: compact(to_document(plan))  # noqa: E731
-        render_outcome: Any = lambda o: compact(to_document(o.plan, o.results))  # noqa: E731
+        render_plan: Any = partial(json_render.render_plan, compact=True)
+        render_outcome: Any = partial(json_render.render_outcome, compact=True)
         render_error: Any = error_document
     else:
         render_plan = lambda plan: _render_plan(plan, output)  # noqa: E731
@@ -294,7 +295,6 @@ def _watch(
 def _dry_run(
     desired: Any, options: Any, output: str, detailed_exitcode: bool, plan_out: Path | None
 ) -> int:
-    from .document import to_document
     from .fsutil import atomic_write
     from .reconcile import dry_run
 
@@ -302,7 +302,7 @@ def _dry_run(
     click.echo(_render_plan(plan, output), nl=False)
     if plan_out is not None:
         try:
-            atomic_write(plan_out, json.dumps(to_document(plan), indent=2) + "\n")
+            atomic_write(plan_out, _render_plan(plan, "json"))
         except OSError as exc:
             raise ReconcileError(_("cannot write {}: {}").format(plan_out, exc.strerror)) from exc
         log.info(_("saved the plan to %s"), plan_out)
@@ -418,13 +418,7 @@ def validate(specs_dir: Path) -> None:
     help=_("Import only these customers (repeat, or comma-separate)."),
 )
 @click.option("--force", is_flag=True, help=_("Overwrite spec files that exist."))
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help=_("Seconds to wait for another apply to finish."),
-)
+@_lock_timeout_option
 def import_(
     specs_dir: Path,
     state_dir: Path,

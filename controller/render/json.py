@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..document import to_document
 from ..i18n import _
@@ -10,11 +11,18 @@ from ..plan import Plan
 from . import Outcome
 
 
-def render_plan(plan: Plan) -> str:
-    return json.dumps(to_document(plan), indent=2) + "\n"
+def _dump(document: dict[str, Any], *, compact: bool) -> str:
+    """Indented for people and files; compact (one line) for a stream of documents."""
+    if compact:
+        return json.dumps(document, separators=(",", ":")) + "\n"
+    return json.dumps(document, indent=2) + "\n"
 
 
-def render_outcome(outcome: Outcome) -> str:
+def render_plan(plan: Plan, *, compact: bool = False) -> str:
+    return _dump(to_document(plan), compact=compact)
+
+
+def render_outcome(outcome: Outcome, *, compact: bool = False) -> str:
     """The applied plan with its ``results``; what is left afterwards becomes a warning, so the
     document keeps the contract's shape."""
     document = to_document(outcome.plan, outcome.results)
@@ -24,4 +32,4 @@ def render_outcome(outcome: Outcome) -> str:
             .format(action.type, action.customer_id, action.subscription_id or "")
             .rstrip()
         )
-    return json.dumps(document, indent=2) + "\n"
+    return _dump(document, compact=compact)
