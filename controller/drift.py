@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from .current import CurrentState
 from .i18n import _
 from .plan import Action, Plan
 from .spec import Desired
@@ -21,6 +22,26 @@ def spec_snapshot(desired: Desired) -> dict[str, dict[str, str]]:
             for s in spec.subscriptions
         }
         for customer_id, spec in desired.customers.items()
+    }
+
+
+def settled_snapshot(desired: Desired, after: CurrentState, remaining: Plan) -> Snapshot:
+    """What the specs asked of each subscription that the world matched after an apply. Pure.
+
+    Only that is a baseline for drift: a customer without a reseller relationship (pending, or
+    refused) and a subscription that still has something to do (blocked until the customer
+    accepts, or failed) did not match, so what happens to them next is the specs' work, not
+    drift (the reactivations after a re-added customer accepts are the second half of the
+    re-add)."""
+    related = {c.id for c in after.customers if c.relationship == "reseller"}
+    unsettled = {(a.customer_id, a.subscription_id) for a in remaining.actions}
+    unsettled |= {(b.customer_id, b.subscription_id) for b in remaining.blocked}
+    return {
+        customer_id: {
+            s: asked for s, asked in subscriptions.items() if (customer_id, s) not in unsettled
+        }
+        for customer_id, subscriptions in spec_snapshot(desired).items()
+        if customer_id in related and (customer_id, None) not in unsettled
     }
 
 

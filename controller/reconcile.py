@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .current import CurrentState
 from .document import ActionResult
-from .drift import attribute_drift, spec_snapshot
+from .drift import attribute_drift, settled_snapshot, spec_snapshot
 from .errors import StalePlanError
 from .i18n import _
 from .perf import paused_gc
@@ -22,7 +22,7 @@ from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
 from .spec import Desired, load_specs
-from .targeting import Targets, target
+from .targeting import Targets, target, target_mapping, target_records
 
 if TYPE_CHECKING:
     from .importer import ImportPlan
@@ -131,7 +131,7 @@ def apply(
         )
         results = executor.run(chosen) if chosen.has_changes else ()
         after = provider.observe()
-        remaining = target(_record_and_replan(desired, after, store), options.targets)
+        remaining = _record_and_replan(desired, after, store, options.targets)
         return Outcome(chosen, results, remaining)
 
 
@@ -148,11 +148,18 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
     return replace(saved, names=fresh.names)
 
 
-def _record_and_replan(desired: Desired, after: CurrentState, store: RecordStore) -> Plan:
-    records = next_records(store.load(), desired, after)
+def _record_and_replan(
+    desired: Desired, after: CurrentState, store: RecordStore, targets: Targets
+) -> Plan:
+    """Record what the apply leaves (for the targeted customers only) and plan again: what is
+    left is reported, and what matched becomes the baseline that tells drift later."""
+    before = store.load()
+    records = target_records(before, next_records(before, desired, after), targets)
     store.save(records)
-    store.save_applied(spec_snapshot(desired))
-    return plan(desired, after, records)
+    remaining = plan(desired, after, records)
+    settled = settled_snapshot(desired, after, remaining)
+    store.save_applied(target_mapping(store.load_applied(), settled, targets))
+    return target(remaining, targets)
 
 
 def import_customers(

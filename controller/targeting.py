@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from .i18n import _
 from .plan import Plan
+from .records import Records
+
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,36 @@ def target(plan: Plan, targets: Targets) -> Plan:
         unmanaged=tuple(u for u in plan.unmanaged if targets.includes(u.customer_id)),
         warnings=tuple(dict.fromkeys((*plan.warnings, warning))),
     )
+
+
+def _merge_ids(
+    before: tuple[str, ...], after: tuple[str, ...], targets: Targets
+) -> tuple[str, ...]:
+    kept = {c for c in before if not targets.includes(c)}
+    return tuple(sorted(kept | {c for c in after if targets.includes(c)}))
+
+
+def target_records(before: Records, after: Records, targets: Targets) -> Records:
+    """The records after a targeted apply: ``after`` for the targeted customers, ``before`` for
+    the rest, so that a partial apply records no baseline for customers it did not touch. Pure."""
+    if not targets:
+        return after
+    pending = [p for p in before.pending if not targets.includes(p.customer_id)]
+    pending += [p for p in after.pending if targets.includes(p.customer_id)]
+    return after.model_copy(
+        update={
+            "managed": _merge_ids(before.managed, after.managed, targets),
+            "protected": _merge_ids(before.protected, after.protected, targets),
+            "pending": tuple(sorted(pending, key=lambda p: p.customer_id)),
+        }
+    )
+
+
+def target_mapping(
+    before: Mapping[str, _V], after: Mapping[str, _V], targets: Targets
+) -> dict[str, _V]:
+    """A per-customer mapping (the applied snapshot) after a targeted apply: ``after`` for the
+    targeted customers, ``before`` for the rest. Pure."""
+    merged = {c: v for c, v in before.items() if not targets.includes(c)}
+    merged.update({c: v for c, v in after.items() if targets.includes(c)})
+    return dict(sorted(merged.items()))

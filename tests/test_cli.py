@@ -266,6 +266,22 @@ def test_only_and_exclude_target_part_of_the_plan(example: Path, reconcile: Runn
     assert reconcile("--dry-run", "--only", "nope").returncode == 1
 
 
+def test_a_targeted_apply_records_a_baseline_only_for_its_customers(
+    example: Path, reconcile: Runner
+) -> None:
+    fabrikam = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
+    assert reconcile("--only", fabrikam).returncode == 0
+    records = FileStore(example / "state").load()
+    assert CONTOSO not in FileStore(example / "state").load_applied()
+    assert CONTOSO in records.managed  # managed before, by the example's records
+    assert "3b9c8398-289a-4913-861d-2dafb70bf03c" not in records.managed  # Northwind: untouched
+    # Contoso's spec changes, never applied, are still spec changes, not portal drift.
+    plan = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    contoso = [a for a in plan["actions"] if a["customer_id"] == CONTOSO]
+    assert len(contoso) == 2
+    assert not any(a["reason"].startswith("drift:") for a in contoso)
+
+
 def test_drift_is_reported_apart_from_spec_changes(example: Path, reconcile: Runner) -> None:
     assert reconcile().returncode == 0
     edit(

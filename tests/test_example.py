@@ -66,8 +66,11 @@ def test_readme_walkthrough(example: Path, reconcile: Runner) -> None:
 
     assert reconcile("world", "accept", NORTHWIND).returncode == 0
     after = reconcile("--dry-run", "--output", "json")
-    types = [a["type"] for a in json.loads(after.stdout)["actions"]]
-    assert types == ["reactivate_subscription", "reactivate_subscription"]
+    actions = json.loads(after.stdout)["actions"]
+    assert [a["type"] for a in actions] == ["reactivate_subscription"] * 2
+    # The second half of the re-add, not drift: nothing changed outside the specs.
+    assert not any(a["reason"].startswith("drift:") for a in actions)
+    assert "Drift" not in reconcile("--dry-run").stdout
     assert reconcile().returncode == 0
     assert reconcile("--dry-run", "--detailed-exitcode").returncode == 0
 
