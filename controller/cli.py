@@ -571,7 +571,11 @@ def emulator(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reconcile`` command; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from .untrusted import SafeFormatter, printable
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(message)s"))  # names in log lines shown escaped
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request lines
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
@@ -588,11 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except SpecError as exc:  # as compilers do, and as the contract says: FILE:LINE: message
         for problem in exc.problems:
-            click.echo(str(problem), err=True)
+            click.echo(printable(problem), err=True)
         return EXIT_ERROR
     except ReconcileError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            click.echo(_("error: {}").format(line), err=True)
+            click.echo(_("error: {}").format(printable(line)), err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo(_("Interrupted."), err=True)

@@ -35,7 +35,7 @@ class LineProgress:
         log.info(_("applying %d actions"), total)
 
     def advance(self, action: Action, result: ActionResult) -> None:
-        log.info("%s", result_line(action, result, dict(self.names)))
+        log.info("%s", result_line(action, result, self.names))
 
     def close(self) -> None:
         pass
@@ -78,7 +78,9 @@ class BarProgress:
         with self._lock:
             if result.status == "failed":
                 self._failed += 1
-                self._bar.console.print(result_line(action, result, dict(self.names)))
+                self._bar.console.print(
+                    result_line(action, result, self.names), markup=False, highlight=False
+                )
             task = self._bar.tasks[0]
             speed = task.speed
             rate = _("{:.1f} actions/s").format(speed) if speed else ""

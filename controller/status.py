@@ -10,6 +10,7 @@ from typing import Any
 
 from .i18n import _
 from .records import FileStore, PendingRequest
+from .untrusted import printable
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,15 @@ def render_status(status: Status, output: str) -> str:
             "last_apply": status.last_apply.__dict__ if status.last_apply else None,
         }
         return json.dumps(document, indent=2, default=list) + "\n"
-    lines = []
+    lines = []  # records and journal are files anyone may have edited: names shown escaped
     if status.pending:
         lines.append(_("Pending relationship requests (send each link to the customer's admin):"))
         for p in status.pending:
             lines.append(
-                f"  {p.name or p.customer_id} ({p.customer_id}), "
+                f"  {printable(p.name or p.customer_id)} ({p.customer_id}), "
                 + _("requested {}").format(p.requested_at)
             )
-            lines.append(f"    {p.invitation_url}")
+            lines.append(f"    {printable(p.invitation_url)}")
     else:
         lines.append(_("No pending relationship requests."))
     run = status.last_apply
@@ -99,5 +100,5 @@ def render_status(status: Status, output: str) -> str:
                 run.run, run.started, state, run.applied, run.actions, run.failed, run.skipped
             )
         )
-        lines += [f"  {f}" for f in run.failures]
+        lines += [f"  {printable(f)}" for f in run.failures]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ paging, headers, error mapping at one boundary, etags, tokens."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -436,3 +437,82 @@ def test_an_unexpected_response_is_a_provider_error_not_a_crash() -> None:
 
     with pytest.raises(PermanentProviderError, match="unexpected response from Partner Center"):
         client(handler).observe()
+
+
+class UnreachableEntra(FakeEntra):
+    """Microsoft Entra ID out of reach: what requests raises (an OSError) on a network failure."""
+
+    def get(self, url: str, **_kw: object) -> FakeEntra.Reply:
+        raise ConnectionError("Max retries exceeded with url: /common/discovery/instance")
+
+
+def test_msal_failures_are_one_line_provider_errors_not_tracebacks() -> None:
+    source = token_source(ENV, http_client=UnreachableEntra())  # nothing is contacted yet
+    with pytest.raises(TemporaryProviderError, match="could not reach Microsoft Entra ID"):
+        source()
+
+
+REMOTE_PLAIN_HTTP = ["http://pc.example.com", "http://10.0.0.5:8400", "http://127.0.0.1.evil.test"]
+
+
+@pytest.mark.parametrize("url", REMOTE_PLAIN_HTTP)
+def test_a_plain_http_api_root_off_this_machine_gets_no_request_at_all(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: PARTNER_CENTER_BASE_URL pointed at a plain-http host received the bearer
+    token with every request. Now it is refused at start-up, before any request is made."""
+    sent: list[httpx.Request] = []
+
+    def record(_transport: object, request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"items": []})
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", record)
+    env = {"PARTNER_CENTER_BASE_URL": url, "PARTNER_CENTER_TENANT_ID": PARTNER}
+    env["PARTNER_CENTER_ACCESS_TOKEN"] = TOKEN
+    with pytest.raises(ProviderError, match="must be https") as caught:
+        PartnerCenterProvider.from_env(env).observe()
+    assert sent == [] and TOKEN not in str(caught.value)
+    # https to the same host is fine, and so is plain http to this machine (the emulator).
+    for good in (url.replace("http:", "https:"), "http://127.0.0.1:8400", "http://[::1]:8400"):
+        PartnerCenterProvider.from_env({**env, "PARTNER_CENTER_BASE_URL": good}).observe()
+    assert {r.url.scheme for r in sent} == {"https", "http"}
+    assert all(r.url.scheme == "https" or r.url.host in ("127.0.0.1", "::1") for r in sent)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://user:hunter2@pc.example.com", "must not hold credentials"),
+        ("https://pc.example.com/?token=1", "must not have a query or a fragment"),
+        ("https://pc.example.com/#x", "must not have a query or a fragment"),
+        ("ftp://pc.example.com", "must be an https:// URL with a host"),
+        ("https://", "must be an https:// URL with a host"),
+        ("pc.example.com", "must be an https:// URL with a host"),
+    ],
+)
+def test_the_api_root_is_checked_at_start_up(url: str, why: str) -> None:
+    env = {"PARTNER_CENTER_BASE_URL": url, "PARTNER_CENTER_TENANT_ID": PARTNER}
+    with pytest.raises(ProviderError, match=why) as caught:
+        Settings.from_env(env)
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bad_tenant_id_is_refused_at_start_up() -> None:
+    with pytest.raises(ProviderError, match="PARTNER_CENTER_TENANT_ID"):
+        Settings.from_env({"PARTNER_CENTER_TENANT_ID": "contoso.onmicrosoft.com"})
+
+
+def test_the_cli_refuses_plain_http_in_one_line(example: Path) -> None:
+    from helpers import run
+
+    env = {
+        **os.environ,
+        "PARTNER_CENTER_BASE_URL": "http://pc.example.com",
+        "PARTNER_CENTER_TENANT_ID": PARTNER,
+        "PARTNER_CENTER_ACCESS_TOKEN": TOKEN,
+    }
+    result = run("--dry-run", "--provider", "partner-center", cwd=example, env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: PARTNER_CENTER_BASE_URL http://pc.example.com: must be https")

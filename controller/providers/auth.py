@@ -9,10 +9,11 @@ PARTNER_CENTER_TENANT_ID         the partner's tenant (the authority of that exc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from ..errors import PermanentProviderError, ReconcileError
+from ..errors import PermanentProviderError, ReconcileError, TemporaryProviderError
 from ..i18n import _
 
 SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
@@ -41,16 +42,20 @@ def token_source(env: Mapping[str, str], *, http_client: Any = None) -> TokenSou
         )
     import msal  # imported on demand: only this path needs it
 
-    app = msal.ConfidentialClientApplication(
-        env["PARTNER_CENTER_CLIENT_ID"],
-        client_credential=env["PARTNER_CENTER_CLIENT_SECRET"],
-        authority=AUTHORITY.format(tenant=env["PARTNER_CENTER_TENANT_ID"]),
-        http_client=http_client,
-    )
     refresh_token = env["PARTNER_CENTER_REFRESH_TOKEN"]
+    app: Any = None
 
     def acquire() -> str:
-        result = app.acquire_token_by_refresh_token(refresh_token, scopes=[SCOPE])
+        nonlocal app
+        with _msal_errors():
+            if app is None:  # built on first use: MSAL reads the authority's metadata
+                app = msal.ConfidentialClientApplication(
+                    env["PARTNER_CENTER_CLIENT_ID"],
+                    client_credential=env["PARTNER_CENTER_CLIENT_SECRET"],
+                    authority=AUTHORITY.format(tenant=env["PARTNER_CENTER_TENANT_ID"]),
+                    http_client=http_client,
+                )
+            result = app.acquire_token_by_refresh_token(refresh_token, scopes=[SCOPE])
         token = result.get("access_token")
         if not token:
             # error and error_description come from Entra ID and carry no secrets.
@@ -64,3 +69,22 @@ def token_source(env: Mapping[str, str], *, http_client: Any = None) -> TokenSou
         return str(token)
 
     return acquire
+
+
+@contextmanager
+def _msal_errors() -> Iterator[None]:
+    """MSAL's own failures as one-line provider errors: the network (requests' errors are
+    OSErrors) is worth retrying; anything else (a refused authority, a bad answer) is not. No
+    secret is in these messages: MSAL's exceptions name endpoints and errors only."""
+    try:
+        yield
+    except OSError as exc:
+        raise TemporaryProviderError(
+            _("could not reach Microsoft Entra ID for a token: {}").format(type(exc).__name__)
+        ) from exc
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        first = next(iter(str(exc).splitlines()), "")[:300]
+        raise PermanentProviderError(
+            _("could not get a Partner Center token: {}: {}").format(type(exc).__name__, first),
+            code="auth",
+        ) from exc

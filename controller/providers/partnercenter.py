@@ -8,6 +8,7 @@ permanent, with the service's error code. Tokens never appear in errors or logs.
 from __future__ import annotations
 
 import html
+import ipaddress
 import threading
 import uuid
 from collections.abc import Mapping
@@ -93,7 +94,48 @@ class Settings:
                 _("PARTNER_CENTER_TENANT_ID must be the partner's tenant id (a GUID)")
             ) from exc
         base = env.get("PARTNER_CENTER_BASE_URL") or DEFAULT_BASE_URL
-        return cls(base_url=base.rstrip("/"), tenant_id=tenant)
+        return cls(base_url=checked_base_url(base), tenant_id=tenant)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def checked_base_url(url: str) -> str:
+    """The API root, refused unless the bearer token can only travel encrypted: https, or plain
+    http to this machine (the emulator); no credentials, query or fragment in it. Checked at
+    start-up, before any token is requested or sent."""
+
+    def refuse(why: str) -> ProviderError:
+        return ProviderError(_("PARTNER_CENTER_BASE_URL {}: {}").format(shown, why))
+
+    shown = url if len(url) <= 200 else url[:200] + "…"
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise refuse(_("not a URL")) from exc
+    if parsed.userinfo:
+        shown = _("(not shown: it holds credentials)")
+        raise refuse(_("must not hold credentials; the token comes from the environment"))
+    if parsed.scheme not in ("https", "http") or not parsed.host:
+        raise refuse(_("must be an https:// URL with a host"))
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise refuse(_("must not have a query or a fragment"))
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        raise refuse(
+            _(
+                "must be https: the bearer token is only sent over TLS "
+                "(plain http only to this machine: 127.0.0.0/8, ::1, localhost)"
+            )
+        )
+    return url.rstrip("/")
 
 
 class PartnerCenterProvider:

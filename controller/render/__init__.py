@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..document import ActionResult
 from ..i18n import _
 from ..plan import ACTION_TYPES, ActionType, Plan
+from ..untrusted import printable
 
 # Destructive kinds first, the order in which summaries list them.
 DISPLAY_ORDER: tuple[ActionType, ...] = (
@@ -44,11 +45,12 @@ def summary_phrase(type_: ActionType, count: int) -> str:
 
 
 def named(names: Mapping[str, str], item_id: str | None) -> str:
-    """``Contoso Ltd (36b8a5ac-…)`` when a name is known, else the id."""
+    """``Contoso Ltd (36b8a5ac-…)`` when a name is known, else the id; names are untrusted
+    text (from specs, the world, the service), shown escaped (see ``untrusted.printable``)."""
     if item_id is None:
         return ""
     name = names.get(item_id)
-    return f"{name} ({item_id})" if name else item_id
+    return printable(f"{name} ({item_id})" if name else item_id)
 
 
 @dataclass(frozen=True)

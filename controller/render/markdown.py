@@ -5,8 +5,12 @@ Stable for the same plan (no times, no run ids), so a bot can update one comment
 
 from __future__ import annotations
 
+import html
+import re
+
 from ..i18n import _
-from ..plan import Action, Plan
+from ..plan import Action, Plan, Value
+from ..untrusted import printable
 from . import DESTRUCTIVE, DISPLAY_ORDER, Outcome, action_title, named
 
 MARKER = "<!-- partner-reconciler plan -->"
@@ -15,8 +19,27 @@ DRIFT = "🔀"
 COLLAPSE_AFTER = 10
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# Inline markdown that untrusted text could start anywhere: code, emphasis, links and images,
+# strikethrough, table cells, mentions and issue references (HTML is escaped apart).
+_INLINE = re.compile(r"([\\`*_\[\]!~|@#])")
+# ... and what starts a block only at the beginning of a list item: a heading, a list, a quote.
+_BLOCK_START = re.compile(r"^(\d*)([-+.)])")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:+-]*")
+
+
+def md(text: object) -> str:
+    """Untrusted text as markdown that shows it literally, on one line: control and bidi
+    characters escaped (``printable``), then HTML (so ``<!--`` cannot hide the rest of a
+    pull-request comment) and markdown punctuation."""
+    escaped = html.escape(printable(text), quote=False)
+    return _BLOCK_START.sub(r"\1\\\2", _INLINE.sub(r"\\\1", escaped))
+
+
+def _value(value: Value) -> str:
+    """A ``from``/``to`` value: in code style when it is a plain word or number, as it is in any
+    plan the controller makes; otherwise (a hand-made plan file) escaped text."""
+    text = str(value)
+    return f"`{text}`" if _PLAIN_VALUE.fullmatch(text) else md(text)
 
 
 def _action_rows(plan: Plan, actions: list[Action]) -> list[str]:
@@ -31,16 +54,20 @@ def _action_rows(plan: Plan, actions: list[Action]) -> list[str]:
     for a in actions:
         marker = f"{WARNING} " if a.type in DESTRUCTIVE else ""
         cells = [
-            a.id,
+            md(a.id),
             marker + action_title(a.type),
-            named(plan.names, a.customer_id),
-            named(plan.names, a.subscription_id),
-            f"`{a.from_}` → `{a.to}`",
-            ", ".join(a.depends_on),
-            a.reason,
+            _named(plan, a.customer_id),
+            _named(plan, a.subscription_id),
+            f"{_value(a.from_)} → {_value(a.to)}",
+            md(", ".join(a.depends_on)),
+            md(a.reason),
         ]
-        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def _named(plan: Plan, item_id: str | None) -> str:
+    return md(named(plan.names, item_id))
 
 
 def _section(title: str, body: list[str], *, collapse: bool) -> list[str]:
@@ -76,7 +103,7 @@ def render_plan(plan: Plan) -> str:
         lines += _section(title, _action_rows(plan, drift), collapse=len(drift) > COLLAPSE_AFTER)
     if plan.blocked:
         rows = [
-            f"- {action_title(b.type)} {named(plan.names, b.subscription_id or b.customer_id)}"
+            f"- {action_title(b.type)} {_named(plan, b.subscription_id or b.customer_id)}"
             f" ({_('awaiting acceptance')})"
             for b in plan.blocked
         ]
@@ -85,9 +112,7 @@ def render_plan(plan: Plan) -> str:
     if plan.unmanaged:
         customers = sum(u.subscription_id is None for u in plan.unmanaged)
         subscriptions = len(plan.unmanaged) - customers
-        rows = [
-            f"- {named(plan.names, u.subscription_id or u.customer_id)}" for u in plan.unmanaged
-        ]
+        rows = [f"- {_named(plan, u.subscription_id or u.customer_id)}" for u in plan.unmanaged]
         title = _("Unmanaged, left alone: {} customers, {} subscriptions").format(
             customers, subscriptions
         )
@@ -95,10 +120,10 @@ def render_plan(plan: Plan) -> str:
     if plan.warnings:
         lines += _section(
             _("Warnings ({})").format(len(plan.warnings)),
-            [f"- {w}" for w in plan.warnings],
+            [f"- {md(w)}" for w in plan.warnings],
             collapse=False,
         )
-    lines.append(f"<sub>{_('fingerprint')} `{plan.fingerprint[:16]}`</sub>")
+    lines.append(f"<sub>{_('fingerprint')} {_value(plan.fingerprint[:16])}</sub>")
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +133,9 @@ def render_outcome(outcome: Outcome) -> str:
         applied, len(outcome.results), failed, skipped
     )
     failures = [
-        f"- `{r.id}` {r.status}: {r.error}" for r in outcome.results if r.status != "applied"
+        f"- {md(r.id)} {r.status}: {md(r.error or '')}"
+        for r in outcome.results
+        if r.status != "applied"
     ]
     left = (
         _("Still to do: {} actions.").format(len(outcome.remaining.actions))

@@ -3,13 +3,14 @@ line, colour only on a terminal."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import click
 
 from ..document import ActionResult
 from ..i18n import _
 from ..plan import Action, ActionType, Plan
+from ..untrusted import printable
 from . import DISPLAY_ORDER, Outcome, action_title, named, summary_phrase
 
 _SYMBOL: dict[ActionType, tuple[str, str]] = {
@@ -34,10 +35,13 @@ def _styler(colour: bool) -> Style:
 def action_line(action: Action, plan: Plan, style: Style) -> str:
     symbol, colour = _SYMBOL[action.type]
     target = named(plan.names, action.subscription_id or action.customer_id)
-    change = f"{action.from_} -> {action.to}"
-    after = _(", after {}").format(", ".join(action.depends_on)) if action.depends_on else ""
-    head = style(f"{symbol} {action.id} {action_title(action.type)}", fg=colour, bold=True)
-    return f"  {head} {target}: {change}{after}"
+    # A saved plan file is untrusted too: its ids and values are shown escaped.
+    change = printable(f"{action.from_} -> {action.to}")
+    after = _(", after {}").format(printable(", ".join(action.depends_on)))
+    head = style(
+        f"{symbol} {printable(action.id)} {action_title(action.type)}", fg=colour, bold=True
+    )
+    return f"  {head} {target}: {change}{after if action.depends_on else ''}"
 
 
 def summary_line(plan: Plan) -> str:
@@ -51,16 +55,20 @@ def summary_line(plan: Plan) -> str:
     return _("Plan: {}{}.").format(", ".join(parts), tail)
 
 
-def _customers_in_order(actions: list[Action]) -> list[str]:
-    return list(dict.fromkeys(a.customer_id for a in actions))
+def _by_customer(actions: list[Action]) -> dict[str, list[Action]]:
+    """Each customer's actions, customers in order of their first action: one pass, so a plan
+    of many customers renders in linear time."""
+    grouped: dict[str, list[Action]] = {}
+    for action in actions:
+        grouped.setdefault(action.customer_id, []).append(action)
+    return grouped
 
 
 def _grouped(plan: Plan, actions: list[Action], style: Style) -> list[str]:
     """Actions under a heading per customer, in plan order."""
     lines: list[str] = []
-    for customer_id in _customers_in_order(actions):
-        mine = [a for a in actions if a.customer_id == customer_id]
-        reasons = ", ".join(dict.fromkeys(a.reason for a in mine))
+    for customer_id, mine in _by_customer(actions).items():
+        reasons = printable(", ".join(dict.fromkeys(a.reason for a in mine)))
         lines += ["", f"{style(named(plan.names, customer_id), bold=True)}: {reasons}"]
         lines += [action_line(a, plan, style) for a in mine]
     return lines
@@ -101,16 +109,17 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
             lines.append(f"  {what}")
     if plan.warnings:
         lines += ["", _("Warnings:")]
-        lines += [style(f"  ! {w}", fg="yellow") for w in plan.warnings]
+        lines += [style(f"  ! {printable(w)}", fg="yellow") for w in plan.warnings]
     lines += ["", style(summary_line(plan), bold=True)]
     return "\n".join(lines) + "\n"
 
 
-def result_line(action: Action, result: ActionResult, names: dict[str, str]) -> str:
-    """One line per finished action, for logs."""
+def result_line(action: Action, result: ActionResult, names: Mapping[str, str]) -> str:
+    """One line per finished action, for logs; the error may quote the service: escaped."""
     target = named(names, action.subscription_id or action.customer_id)
-    error = f": {result.error}" if result.error else ""
-    return f"{result.status:<7} {action.id} {action_title(action.type)} {target}{error}"
+    error = f": {printable(result.error)}" if result.error else ""
+    head = f"{result.status:<7} {printable(action.id)} {action_title(action.type)}"
+    return f"{head} {target}{error}"
 
 
 def render_outcome(outcome: Outcome, *, colour: bool = False) -> str:
@@ -129,7 +138,7 @@ def render_outcome(outcome: Outcome, *, colour: bool = False) -> str:
     by_id = {a.id: a for a in outcome.plan.actions}
     for result in outcome.results:
         if result.status != "applied":
-            lines.append("  " + result_line(by_id[result.id], result, dict(outcome.plan.names)))
+            lines.append("  " + result_line(by_id[result.id], result, outcome.plan.names))
     if outcome.remaining.has_changes:
         lines += ["", _("Still to do after the apply (run again to retry):")]
         lines += [action_line(a, outcome.remaining, style) for a in outcome.remaining.actions]
