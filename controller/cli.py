@@ -172,8 +172,61 @@ def _provider_option(function: Any) -> Any:
 def cli(ctx: click.Context, **options: Any) -> None:
     """Reconcile Partner Center customer relationships with the specs: plan, show, apply."""
     if ctx.invoked_subcommand is not None:
+        _pass_to_subcommand(ctx, ctx.invoked_subcommand)
         return
+    for name, needs in (("interval", "--watch"), ("health_file", "--watch")):
+        if _given(ctx, name) and not options["watch"]:
+            raise click.UsageError(_("{} goes with {}").format(_flag(ctx, name), needs))
     ctx.exit(_run(**options))
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the option was given (on the command line or in the environment)."""
+    source = ctx.get_parameter_source(name)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
+
+
+def _flag(ctx: click.Context, name: str) -> str:
+    """The option's name as users type it (``--plan-out`` for ``plan_out``)."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    return max(param.opts, key=len)
+
+
+def _pass_to_subcommand(ctx: click.Context, name: str) -> None:
+    """Options given before a subcommand (``reconcile --state ops/state status``) reach it as its
+    defaults, as if given after it; those it does not take are refused, never ignored."""
+    command = cli.get_command(ctx, name)
+    assert command is not None
+    accepted = _parameter_names(command)
+    given = {
+        p.name: ctx.params[p.name] for p in ctx.command.params if p.name and _given(ctx, p.name)
+    }
+    refused = sorted(_flag(ctx, n) for n in given if n not in accepted)
+    if refused:
+        raise click.UsageError(
+            _("{} does not go with `reconcile {}`").format(", ".join(refused), name)
+        )
+    ctx.default_map = {name: _defaults_for(command, given)}
+
+
+def _parameter_names(command: click.Command) -> set[str]:
+    names = {p.name for p in command.params if p.name}
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _parameter_names(sub)
+    return names
+
+
+def _defaults_for(command: click.Command, given: dict[str, Any]) -> dict[str, Any]:
+    """``default_map`` entries for ``command`` (nested for a group such as ``world``)."""
+    defaults: dict[str, Any] = {p.name: given[p.name] for p in command.params if p.name in given}
+    if isinstance(command, click.Group):
+        for sub_name, sub in command.commands.items():
+            defaults[sub_name] = _defaults_for(sub, given)
+    return defaults
 
 
 def _run(
@@ -201,8 +254,9 @@ def _run(
     from .reconcile import Options, spec_cache_path
     from .spec import load_specs
 
-    if not dry_run and (detailed_exitcode or plan_out):
-        raise click.UsageError(_("--detailed-exitcode and --plan-out go with --dry-run"))
+    for given, flag in ((detailed_exitcode, "--detailed-exitcode"), (plan_out, "--plan-out")):
+        if given and not dry_run:
+            raise click.UsageError(_("{} goes with {}").format(flag, "--dry-run"))
     if dry_run and plan_file:
         raise click.UsageError(_("--plan applies a saved plan; it does not go with --dry-run"))
     options = Options(

@@ -299,3 +299,49 @@ def test_drift_is_reported_apart_from_spec_changes(example: Path, reconcile: Run
         for a in json.loads(reconcile("--dry-run", "--output", "json").stdout)["actions"]
     ]
     assert sorted(r.startswith("drift:") for r in reasons) == [False, True]
+
+
+def test_options_before_a_subcommand_reach_it_or_are_refused(example: Path) -> None:
+    northwind = "3b9c8398-289a-4913-861d-2dafb70bf03c"
+    assert run("--yes", cwd=example).returncode == 0
+    (example / "ops").mkdir()
+    (example / "state").rename(example / "ops/state")
+    (example / "specs").rename(example / "ops/specs")
+    status = run("--state", "ops/state", "status", cwd=example)
+    assert status.returncode == 0, status.stderr
+    assert "Northwind Traders" in status.stdout
+    assert run("--specs", "ops/specs", "validate", cwd=example).returncode == 0
+    accepted = run("--state", "ops/state", "world", "accept", northwind, cwd=example)
+    assert accepted.returncode == 0, accepted.stderr
+    world = json.loads((example / "ops/state/world.json").read_text())
+    assert any(c["id"] == northwind and c["relationship"] == "reseller" for c in world["customers"])
+    refused = run("--dry-run", "status", "--state", "ops/state", cwd=example)
+    assert refused.returncode == 1
+    assert "--dry-run does not go with `reconcile status`" in refused.stderr
+
+
+def test_status_of_a_folder_without_state_is_an_error(example: Path) -> None:
+    for args in (["--state", "elsewhere", "status"], ["status", "--state", "elsewhere"]):
+        result = run(*args, cwd=example)
+        assert result.returncode == 1
+        assert "elsewhere: no controller state here" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dry-run", "--interval", "5"], "--interval goes with --watch"),
+        (["--dry-run", "--health-file", "alive"], "--health-file goes with --watch"),
+        (["--plan-out", "plan.json"], "--plan-out goes with --dry-run"),
+        (["--detailed-exitcode"], "--detailed-exitcode goes with --dry-run"),
+    ],
+    ids=["interval", "health-file", "plan-out", "detailed-exitcode"],
+)
+def test_options_that_need_another_are_usage_errors(
+    example: Path, args: list[str], message: str
+) -> None:
+    before = snapshot(example / "state")
+    result = run(*args, cwd=example)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert snapshot(example / "state") == before
