@@ -176,6 +176,11 @@ class Executor:
             case "update_quantity":
                 assert isinstance(action.to, int)
                 self.provider.update_quantity(customer, subscription, action.to)
+            case "cancel_subscription":
+                self.provider.cancel_subscription(customer, subscription)
+            case "set_auto_renew":
+                assert isinstance(action.to, bool)
+                self.provider.set_auto_renew(customer, subscription, action.to)
             case "remove_relationship":
                 self.provider.remove_relationship(customer)
             case "request_relationship":

@@ -1,20 +1,33 @@
 """Models of the current state, as Partner Center shows it (and as ``state/world.json`` holds it).
 
-A customer's relationship is ``reseller`` or ``none``; a subscription's status is one of Partner
-Center's statuses, of which the controller only ever changes ``active`` and ``suspended``.
+A customer's relationship is ``reseller``, ``none``, or one the controller never acts on
+(``advisor``, ``syndication``); a subscription's status is one of Partner Center's statuses.
+A subscription is of a commerce kind (contract section 7): ``legacy`` (license-based), ``nce``
+(new commerce: a term, auto-renewal, a cancellation window) or ``azure_plan``. Times are UTC.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from .ids import Guid
 
-Relationship = Literal["reseller", "none"]
+Relationship = Literal["reseller", "none", "advisor", "syndication"]
 SubscriptionStatus = Literal["active", "suspended", "deleted", "expired", "pending", "disabled"]
+Commerce = Literal["legacy", "nce", "azure_plan"]
+SuspendedBy = Literal["partner", "microsoft"]
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+# A moment with its offset given (naive times are refused), held in UTC and written with ``Z``.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
 
 class _Frozen(BaseModel):
@@ -32,6 +45,21 @@ class Subscription(_Frozen):
     name: str | None = None
     quantity: int = Field(default=1, ge=0)
     status: SubscriptionStatus = "active"
+    commerce: Commerce = "legacy"
+    # NCE: the term's end (commitmentEndDate), the end of the cancellation window
+    # (refundOptions[].expiresAt; None: closed), auto-renewal, and the seats that may still be
+    # returned (refundableQuantity).
+    term_end: UtcDatetime | None = None
+    cancel_until: UtcDatetime | None = None
+    auto_renew: bool | None = None
+    refundable_quantity: int | None = Field(default=None, ge=0)
+    # Who suspended it (suspensionReasons), and when, where known (legacy: 90 days to reactivate).
+    suspended_by: SuspendedBy | None = None
+    suspended_at: UtcDatetime | None = None
+    # An add-on's base subscription: add-ons follow their base and are never changed alone.
+    parent_id: Guid | None = None
+    # Azure plan: its Azure subscriptions (entitlements) that are active.
+    azure_subscriptions_active: int = Field(default=0, ge=0)
 
 
 class Customer(_Frozen):
@@ -40,6 +68,9 @@ class Customer(_Frozen):
     domain: str | None = None
     relationship: Relationship = "reseller"
     subscriptions: tuple[Subscription, ...] = ()
+    # Open reserved-instance orders, Azure savings plans and reservations: commitments that
+    # block removing the relationship and that only Azure support can end.
+    azure_reservations_open: int = Field(default=0, ge=0)
 
     @cached_property
     def subscriptions_by_id(self) -> dict[str, Subscription]:
@@ -55,6 +86,9 @@ class CurrentState(_Frozen):
 
     partner: Partner
     customers: tuple[Customer, ...] = ()
+    # The moment of observation: the world's own clock when it has one (reproducible examples),
+    # else the wall clock, set by the provider. The planner takes it from here, never the clock.
+    now: UtcDatetime | None = None
 
     @cached_property
     def customers_by_id(self) -> dict[str, Customer]:
@@ -67,4 +101,14 @@ class CurrentState(_Frozen):
         else:
             customers = (*self.customers, customer)
         # model_construct, not model_copy: a copy would carry the cached index over.
-        return CurrentState.model_construct(partner=self.partner, customers=customers)
+        return CurrentState.model_construct(partner=self.partner, customers=customers, now=self.now)
+
+    def at(self, now: datetime) -> CurrentState:
+        """A copy observed at ``now``."""
+        return CurrentState.model_construct(
+            partner=self.partner, customers=self.customers, now=_as_utc(now)
+        )
+
+    def at_no_clock(self) -> CurrentState:
+        """A copy without a clock of its own (``now`` unset)."""
+        return CurrentState.model_construct(partner=self.partner, customers=self.customers)

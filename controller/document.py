@@ -49,7 +49,7 @@ def to_document(plan: Plan, results: Sequence[ActionResult] | None = None) -> di
         "fingerprint": plan.fingerprint,
         "summary": plan.summary,
         "actions": [a.model_dump(mode="json", by_alias=True) for a in plan.actions],
-        "blocked": [b.model_dump(mode="json") for b in plan.blocked],
+        "blocked": [b.document() for b in plan.blocked],
         "unmanaged": [u.model_dump(mode="json") for u in plan.unmanaged],
         "warnings": list(plan.warnings),
     }

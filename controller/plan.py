@@ -15,6 +15,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 import orjson
@@ -32,6 +33,8 @@ ActionType = Literal[
     "suspend_subscription",
     "reactivate_subscription",
     "update_quantity",
+    "cancel_subscription",
+    "set_auto_renew",
     "remove_relationship",
     "request_relationship",
 ]
@@ -39,10 +42,13 @@ ACTION_TYPES: tuple[ActionType, ...] = (
     "suspend_subscription",
     "reactivate_subscription",
     "update_quantity",
+    "cancel_subscription",
+    "set_auto_renew",
     "remove_relationship",
     "request_relationship",
 )
-Value = str | int | None
+# bool before int: pydantic keeps ``true`` a bool rather than making it 1.
+Value = bool | str | int | None
 
 
 class _Value(BaseModel):
@@ -72,6 +78,12 @@ class Blocked(_Value):
     customer_id: Guid
     subscription_id: Guid | None
     reason: str
+    # The day the blocker ends by itself, when the service gives one (an NCE term's end).
+    until: date | None = None
+
+    def document(self) -> dict[str, Any]:
+        """As in the JSON plan: ``until`` only when there is one."""
+        return self.model_dump(mode="json", exclude={"until"} if self.until is None else set())
 
 
 class Unmanaged(_Value):
@@ -153,7 +165,9 @@ def check_removal_limit(plan: Plan, *, max_removals: int, allow_mass_removal: bo
 
 def fingerprint(current: CurrentState, records: Records) -> str:
     """sha256 of the current state and the controller's records, independent of listing order."""
-    document = current.model_dump()  # one call: dumping each customer alone costs ten times more
+    # One call: dumping each customer alone costs ten times more. The observation time is left
+    # out: a saved plan stays valid while the tenant itself is unchanged.
+    document = current.model_dump(exclude={"now"})
     for customer in document["customers"]:
         customer["subscriptions"] = sorted(customer["subscriptions"], key=_by_id)
     document["customers"] = sorted(document["customers"], key=_by_id)
@@ -172,7 +186,9 @@ _Key = tuple[str, str, str | None]  # (type, customer id, subscription id): uniq
 # The listing order: destructive first (removals, suspensions), then the rest.
 _RANK: dict[str, int] = {
     "removal": 0,
+    "cancel_subscription": 1,
     "suspend_subscription": 1,
+    "set_auto_renew": 2,
     "update_quantity": 2,
     "reactivate_subscription": 3,
     "request_relationship": 4,

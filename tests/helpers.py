@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,74 @@ def sub(n: int, status: str = "active", quantity: int = 1, name: str | None = No
     return Subscription(id=gid(n), status=status, quantity=quantity, name=name)  # type: ignore[arg-type]
 
 
+# The clock of the test worlds: observations are made "now", a new-commerce term ends a
+# year later, and its cancellation window closes a week after purchase.
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def nce(
+    n: int,
+    status: str = "active",
+    *,
+    quantity: int = 1,
+    term_end: datetime | None = NOW + 300 * DAY,
+    cancel_until: datetime | None = None,
+    auto_renew: bool | None = True,
+    refundable: int | None = None,
+    suspended_by: str | None = None,
+    parent: int | None = None,
+    name: str | None = None,
+) -> Subscription:
+    """A new-commerce subscription; by default past its window, its term ending in 300 days."""
+    return Subscription(
+        id=gid(n),
+        status=status,  # type: ignore[arg-type]
+        quantity=quantity,
+        name=name,
+        commerce="nce",
+        term_end=term_end,
+        cancel_until=cancel_until,
+        auto_renew=auto_renew,
+        refundable_quantity=refundable,
+        suspended_by=suspended_by,  # type: ignore[arg-type]
+        parent_id=gid(parent) if parent is not None else None,
+    )
+
+
+def azure_plan(n: int, status: str = "active", *, active: int = 0) -> Subscription:
+    """An Azure plan with ``active`` Azure subscriptions under it."""
+    return Subscription(
+        id=gid(n),
+        status=status,  # type: ignore[arg-type]
+        commerce="azure_plan",
+        azure_subscriptions_active=active,
+        name="Azure plan",
+    )
+
+
 def customer(
-    n: int, *subs: Subscription, relationship: str = "reseller", name: str = ""
+    n: int,
+    *subs: Subscription,
+    relationship: str = "reseller",
+    name: str = "",
+    reservations: int = 0,
 ) -> Customer:
     return Customer(
         id=gid(n),
         name=name or f"Customer {n}",
-        relationship=relationship,
-        subscriptions=subs,  # type: ignore[arg-type]
+        relationship=relationship,  # type: ignore[arg-type]
+        subscriptions=subs,
+        azure_reservations_open=reservations,
     )
 
 
-def world(*customers: Customer) -> CurrentState:
-    return CurrentState(partner={"id": PARTNER, "name": "Example Partner"}, customers=customers)  # type: ignore[arg-type]
+def world(*customers: Customer, now: datetime | None = None) -> CurrentState:
+    return CurrentState(
+        partner={"id": PARTNER, "name": "Example Partner"},  # type: ignore[arg-type]
+        customers=customers,
+        now=now,
+    )
 
 
 def want_sub(n: int, status: str = "active", quantity: int | None = None) -> SubscriptionSpec:

@@ -42,6 +42,8 @@ def test_example_plans_every_kind_of_action(reconcile: Runner) -> None:
         "suspend_subscription": 3,
         "reactivate_subscription": 0,
         "update_quantity": 1,
+        "cancel_subscription": 0,
+        "set_auto_renew": 0,
         "remove_relationship": 1,
         "request_relationship": 1,
     }

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import customer, desired, records, sub, want, want_sub, world
+from helpers import customer, desired, gid, records, sub, want, want_sub, world
 
 from controller.document import ActionResult
 from controller.plan import plan
@@ -107,3 +107,43 @@ def test_rendering_a_40000_action_plan_is_linear_and_fast() -> None:
     # the quadratic one took minutes. Very generous, so a busy CI machine cannot fail it.
     assert time.perf_counter() - started < 20
     assert text.render_plan(big).count("\nCustomer ") == 20_000
+
+
+def test_a_saved_plan_with_the_new_commerce_fields_reads_back_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from controller.document import read_plan_file
+    from controller.plan import Action, Blocked, Plan
+
+    saved = Plan(
+        fingerprint="f" * 64,
+        actions=(
+            Action(
+                id="a1",
+                type="set_auto_renew",
+                customer_id=gid(1),
+                subscription_id=gid(11),
+                from_=True,
+                to=False,
+                reason="customer removed from specs",
+            ),
+        ),
+        blocked=(
+            Blocked(
+                type="remove_relationship",
+                customer_id=gid(1),
+                subscription_id=gid(11),
+                reason="awaiting_term_end",
+                until=date(2027, 3, 1),
+            ),
+        ),
+    )
+    path = tmp_path / "plan.json"
+    path.write_text(json_render.render_plan(saved))
+    document = json.loads(path.read_text())
+    assert document["blocked"][0]["until"] == "2027-03-01"
+    assert (document["actions"][0]["from"], document["actions"][0]["to"]) == (True, False)
+    assert document["summary"]["set_auto_renew"] == 1
+    again = read_plan_file(path)
+    assert again.actions == saved.actions and again.blocked == saved.blocked
+    assert again.actions[0].to is False  # a boolean, not 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from helpers import PARTNER, customer, gid, sub, world
+import json
+from pathlib import Path
 
-from controller.errors import PermanentProviderError
+import pytest
+from helpers import DAY, NOW, PARTNER, azure_plan, customer, gid, nce, sub, world
+
+from controller.errors import PermanentProviderError, StateError
 from controller.providers import rules
 
 RELATED = world(customer(1, sub(11), sub(12, "suspended"), sub(13, "deleted")))
@@ -75,3 +78,80 @@ def test_acceptance_makes_the_relationship_and_adds_strangers() -> None:
     added = rules.accept_invitation(world(), gid(7), "Adatum")
     assert added.customers_by_id[gid(7)].name == "Adatum"
     assert added.customers_by_id[gid(7)].subscriptions == ()
+
+
+# --- new commerce (contract section 7) ----------------------------------------------------
+
+
+def test_a_world_in_the_seed_format_reads_and_writes_back_unchanged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from controller.providers.local import read_world, render_world
+
+    text = (Path(__file__).resolve().parent.parent / "state" / "world.json").read_text()
+    legacy = world(customer(1, sub(11, quantity=3), sub(12, "suspended")))
+    rendered = render_world(legacy)
+    assert "commerce" not in rendered and "azure" not in rendered and "now" not in rendered
+    path = tmp_path / "world.json"
+    path.write_text(rendered)
+    assert render_world(read_world(path)) == rendered
+    path.write_text(text)
+    assert read_world(path).customers  # the shipped example still reads
+
+
+def test_new_commerce_fields_round_trip_with_utc_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from controller.providers.local import read_world, render_world
+
+    current = world(
+        customer(
+            1,
+            nce(
+                11, term_end=NOW + 30 * DAY, cancel_until=NOW + DAY, auto_renew=False, refundable=2
+            ),
+            azure_plan(12, active=1),
+            reservations=2,
+        ),
+        now=NOW,
+    )
+    rendered = render_world(current)
+    document = json.loads(rendered)
+    assert document["now"] == "2026-03-01T12:00:00Z"
+    first = document["customers"][0]
+    assert first["azure_reservations_open"] == 2
+    assert first["subscriptions"][0]["commerce"] == "nce"
+    assert first["subscriptions"][0]["auto_renew"] is False  # false is written, not dropped
+    assert first["subscriptions"][0]["cancel_until"] == "2026-03-02T12:00:00Z"
+    assert first["subscriptions"][1]["azure_subscriptions_active"] == 1
+    path = tmp_path / "world.json"
+    path.write_text(rendered)
+    assert read_world(path) == current
+    path.write_text(rendered.replace("2026-03-01T12:00:00Z", "2026-03-01T13:00:00+01:00"))
+    assert read_world(path).now == NOW  # any offset, held in UTC
+    path.write_text(rendered.replace("2026-03-01T12:00:00Z", "2026-03-01T12:00:00"))
+    with pytest.raises(StateError, match="now"):
+        read_world(path)  # a time without its offset is ambiguous: refused
+
+
+def test_a_world_without_a_clock_is_observed_at_the_wall_clock_and_kept_without_one(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    from controller.providers.local import LocalProvider, render_world
+
+    (tmp_path / "world.json").write_text(render_world(world(customer(1, sub(11)))))
+    provider = LocalProvider(tmp_path)
+    assert provider.observe().now is not None
+    provider.suspend_subscription(gid(1), gid(11))
+    assert '"now"' not in (tmp_path / "world.json").read_text()
+
+
+def test_the_fake_cancels_and_sets_auto_renewal_through_the_rules() -> None:
+    from controller.providers.memory import MemoryProvider
+
+    fake = MemoryProvider(world(customer(1, nce(11, cancel_until=NOW + DAY), nce(12)), now=NOW))
+    fake.cancel_subscription(gid(1), gid(11))
+    fake.set_auto_renew(gid(1), gid(12), False)
+    after = fake.observe().customers_by_id[gid(1)]
+    assert after.subscriptions_by_id[gid(11)].status == "deleted"
+    assert after.subscriptions_by_id[gid(12)].auto_renew is False
+    with pytest.raises(PermanentProviderError) as caught:
+        fake.cancel_subscription(gid(1), gid(12))  # past its window
+    assert caught.value.code == "800091"
+    assert fake.calls[-1] == ("cancel_subscription", gid(1), gid(12))

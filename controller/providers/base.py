@@ -25,6 +25,14 @@ class Provider(Protocol):
 
     def update_quantity(self, customer_id: str, subscription_id: str, quantity: int) -> None: ...
 
+    def cancel_subscription(self, customer_id: str, subscription_id: str) -> None:
+        """Cancel a new-commerce subscription (status ``deleted``), inside its window only."""
+        ...
+
+    def set_auto_renew(self, customer_id: str, subscription_id: str, enabled: bool) -> None:
+        """Turn a new-commerce subscription's auto-renewal on or off."""
+        ...
+
     def remove_relationship(self, customer_id: str) -> None: ...
 
     def request_relationship(self, customer_id: str) -> str:

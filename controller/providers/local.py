@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,9 +34,28 @@ def read_world(path: Path) -> CurrentState:
         raise StateError(f"{path}: {where}: {first['msg']}") from exc
 
 
+# Fields written only when they differ from their default, so that a world of legacy
+# subscriptions (the seed's format) reads and writes back unchanged.
+_OMITTED_AT_DEFAULT: dict[str, object] = {
+    "commerce": "legacy",
+    "azure_subscriptions_active": 0,
+    "azure_reservations_open": 0,
+}
+
+
+def _without_defaults(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v for k, v in item.items() if k not in _OMITTED_AT_DEFAULT or _OMITTED_AT_DEFAULT[k] != v
+    }
+
+
 def render_world(world: CurrentState) -> str:
     """The world as human-readable JSON (unset optional fields left out)."""
-    return json.dumps(world.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+    document = world.model_dump(mode="json", exclude_none=True)
+    for customer in document["customers"]:
+        customer["subscriptions"] = [_without_defaults(s) for s in customer["subscriptions"]]
+    document["customers"] = [_without_defaults(c) for c in document["customers"]]
+    return json.dumps(document, indent=2) + "\n"
 
 
 class LocalProvider(WorldProvider):

@@ -74,6 +74,14 @@ class MemoryProvider(WorldProvider):
         self._call("update_quantity", customer_id, subscription_id, str(quantity))
         super().update_quantity(customer_id, subscription_id, quantity)
 
+    def cancel_subscription(self, customer_id: str, subscription_id: str) -> None:
+        self._call("cancel_subscription", customer_id, subscription_id)
+        super().cancel_subscription(customer_id, subscription_id)
+
+    def set_auto_renew(self, customer_id: str, subscription_id: str, enabled: bool) -> None:
+        self._call("set_auto_renew", customer_id, subscription_id, str(enabled).lower())
+        super().set_auto_renew(customer_id, subscription_id, enabled)
+
     def remove_relationship(self, customer_id: str) -> None:
         self._call("remove_relationship", customer_id)
         super().remove_relationship(customer_id)

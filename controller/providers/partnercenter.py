@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -296,6 +297,7 @@ class PartnerCenterProvider:
         return CurrentState(
             partner={"id": self.settings.tenant_id, "name": ""},
             customers=customers,
+            now=datetime.now(UTC),
         )
 
     # --- actions ---------------------------------------------------------------------------
@@ -330,6 +332,12 @@ class PartnerCenterProvider:
 
     def update_quantity(self, customer_id: str, subscription_id: str, quantity: int) -> None:
         self._patch_subscription(customer_id, subscription_id, quantity=quantity)
+
+    def cancel_subscription(self, customer_id: str, subscription_id: str) -> None:
+        self._patch_subscription(customer_id, subscription_id, status="deleted")
+
+    def set_auto_renew(self, customer_id: str, subscription_id: str, enabled: bool) -> None:
+        self._patch_subscription(customer_id, subscription_id, autoRenewEnabled=enabled)
 
     def remove_relationship(self, customer_id: str) -> None:
         body = {"relationshipToPartner": "none", "attributes": {"objectType": "Customer"}}

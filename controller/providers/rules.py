@@ -6,6 +6,8 @@ functions, so that they refuse exactly what the real service refuses, and cannot
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..current import CurrentState, Customer, Subscription, SubscriptionStatus
 from ..errors import PermanentProviderError
 
@@ -99,6 +101,56 @@ def update_quantity(
             code="subscription_not_active",
         )
     new = subscription.model_copy(update={"quantity": quantity})
+    return _with_subscription(world, customer, new)
+
+
+def _clock(world: CurrentState) -> datetime:
+    """The world's time; a provider always gives the world one before changing it."""
+    if world.now is None:
+        raise ValueError("the world has no clock: the provider must set one")
+    return world.now
+
+
+def _nce(customer: Customer, subscription_id: str) -> Subscription:
+    subscription = find_subscription(customer, subscription_id)
+    if subscription.commerce != "nce":
+        raise PermanentProviderError(
+            f"subscription {subscription.id} is not a new-commerce subscription",
+            code="not_new_commerce",
+        )
+    return subscription
+
+
+def cancel_subscription(
+    world: CurrentState, customer_id: str, subscription_id: str
+) -> CurrentState:
+    """Cancel a new-commerce subscription (status ``deleted``): only inside its window."""
+    customer = related_customer(world, customer_id)
+    subscription = _nce(customer, subscription_id)
+    if subscription.status in ("deleted", "expired"):
+        raise PermanentProviderError(
+            f"subscription {subscription.id} is {subscription.status}", code="800091"
+        )
+    if subscription.cancel_until is None or _clock(world) >= subscription.cancel_until:
+        raise PermanentProviderError(
+            f"subscription {subscription.id} is past its cancellation window", code="800091"
+        )
+    new = subscription.model_copy(update={"status": "deleted", "auto_renew": False})
+    return _with_subscription(world, customer, new)
+
+
+def set_auto_renew(
+    world: CurrentState, customer_id: str, subscription_id: str, enabled: bool
+) -> CurrentState:
+    """Turn auto-renewal of a new-commerce subscription on or off (not once it has ended)."""
+    customer = related_customer(world, customer_id)
+    subscription = _nce(customer, subscription_id)
+    if subscription.status in ("deleted", "expired"):
+        raise PermanentProviderError(
+            f"subscription {subscription.id} is {subscription.status}",
+            code="subscription_not_active",
+        )
+    new = subscription.model_copy(update={"auto_renew": enabled})
     return _with_subscription(world, customer, new)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ..current import CurrentState
 from . import rules
@@ -23,14 +24,25 @@ class WorldProvider:
     def store_world(self, world: CurrentState) -> None:
         raise NotImplementedError
 
+    def clock(self) -> datetime:
+        """The wall clock, for a world that keeps no clock of its own (no ``now``)."""
+        return datetime.now(UTC)
+
+    def _clocked(self, world: CurrentState) -> CurrentState:
+        return world if world.now is not None else world.at(self.clock())
+
     def observe(self) -> CurrentState:
         with self._mutex:
-            return self.load_world()
+            return self._clocked(self.load_world())
 
     def change(self, change: Callable[[CurrentState], CurrentState]) -> None:
-        """Replace the world by ``change(world)``, atomically with respect to other changes."""
+        """Replace the world by ``change(world)``, atomically with respect to other changes.
+        ``change`` sees the world's clock (or the wall clock); a world without a clock of its
+        own is stored without one."""
         with self._mutex:
-            self.store_world(change(self.load_world()))
+            world = self.load_world()
+            changed = change(self._clocked(world))
+            self.store_world(changed if world.now is not None else changed.at_no_clock())
 
     def suspend_subscription(self, customer_id: str, subscription_id: str) -> None:
         self.change(lambda w: rules.suspend_subscription(w, customer_id, subscription_id))
@@ -40,6 +52,12 @@ class WorldProvider:
 
     def update_quantity(self, customer_id: str, subscription_id: str, quantity: int) -> None:
         self.change(lambda w: rules.update_quantity(w, customer_id, subscription_id, quantity))
+
+    def cancel_subscription(self, customer_id: str, subscription_id: str) -> None:
+        self.change(lambda w: rules.cancel_subscription(w, customer_id, subscription_id))
+
+    def set_auto_renew(self, customer_id: str, subscription_id: str, enabled: bool) -> None:
+        self.change(lambda w: rules.set_auto_renew(w, customer_id, subscription_id, enabled))
 
     def remove_relationship(self, customer_id: str) -> None:
         self.change(lambda w: rules.remove_relationship(w, customer_id))

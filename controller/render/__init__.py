@@ -15,13 +15,26 @@ from ..untrusted import printable
 # Destructive kinds first, the order in which summaries list them.
 DISPLAY_ORDER: tuple[ActionType, ...] = (
     "remove_relationship",
+    "cancel_subscription",
     "suspend_subscription",
+    "set_auto_renew",
     "update_quantity",
     "reactivate_subscription",
     "request_relationship",
 )
 assert set(DISPLAY_ORDER) == set(ACTION_TYPES)
-DESTRUCTIVE: frozenset[ActionType] = frozenset({"remove_relationship", "suspend_subscription"})
+DESTRUCTIVE: frozenset[ActionType] = frozenset(
+    {"remove_relationship", "cancel_subscription", "suspend_subscription"}
+)
+
+
+# New-commerce actions, counted in summaries only when a plan has some (most plans have none).
+_SHOWN_WHEN_PRESENT: frozenset[ActionType] = frozenset({"cancel_subscription", "set_auto_renew"})
+
+
+def summary_types(plan: Plan) -> list[ActionType]:
+    """The action types a summary counts, in display order."""
+    return [t for t in DISPLAY_ORDER if t not in _SHOWN_WHEN_PRESENT or plan.summary[t]]
 
 
 def action_title(type_: ActionType) -> str:
@@ -29,6 +42,8 @@ def action_title(type_: ActionType) -> str:
         "suspend_subscription": _("suspend subscription"),
         "reactivate_subscription": _("reactivate subscription"),
         "update_quantity": _("update quantity"),
+        "cancel_subscription": _("cancel subscription"),
+        "set_auto_renew": _("set auto-renewal"),
         "remove_relationship": _("remove relationship"),
         "request_relationship": _("request relationship"),
     }[type_]
@@ -37,7 +52,9 @@ def action_title(type_: ActionType) -> str:
 def summary_phrase(type_: ActionType, count: int) -> str:
     return {
         "remove_relationship": _("{} to remove"),
+        "cancel_subscription": _("{} to cancel"),
         "suspend_subscription": _("{} to suspend"),
+        "set_auto_renew": _("{} auto-renewal to set"),
         "update_quantity": _("{} to update"),
         "reactivate_subscription": _("{} to reactivate"),
         "request_relationship": _("{} to request"),

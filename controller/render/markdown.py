@@ -11,7 +11,7 @@ import re
 from ..i18n import _
 from ..plan import Action, Plan, Value
 from ..untrusted import printable
-from . import DESTRUCTIVE, DISPLAY_ORDER, Outcome, action_title, named
+from . import DESTRUCTIVE, Outcome, action_title, named, summary_types
 
 MARKER = "<!-- partner-reconciler plan -->"
 WARNING = "⚠️"
@@ -82,7 +82,7 @@ def render_plan(plan: Plan) -> str:
         lines += [_("**No changes.** Partner Center matches the specs."), ""]
     else:
         lines += ["| " + _("action") + " | " + _("count") + " |", "|---|---:|"]
-        for type_ in DISPLAY_ORDER:
+        for type_ in summary_types(plan):
             marker = f"{WARNING} " if type_ in DESTRUCTIVE and plan.summary[type_] else ""
             lines.append(f"| {marker}{action_title(type_)} | {plan.summary[type_]} |")
         lines.append("")

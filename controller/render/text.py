@@ -11,11 +11,13 @@ from ..document import ActionResult
 from ..i18n import _
 from ..plan import Action, ActionType, Plan
 from ..untrusted import printable
-from . import DISPLAY_ORDER, Outcome, action_title, named, summary_phrase
+from . import Outcome, action_title, named, summary_phrase, summary_types
 
 _SYMBOL: dict[ActionType, tuple[str, str]] = {
     "remove_relationship": ("-", "red"),
+    "cancel_subscription": ("x", "red"),
     "suspend_subscription": ("!", "red"),
+    "set_auto_renew": ("~", "yellow"),
     "update_quantity": ("~", "yellow"),
     "reactivate_subscription": ("+", "green"),
     "request_relationship": ("+", "green"),
@@ -45,7 +47,7 @@ def action_line(action: Action, plan: Plan, style: Style) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    parts = [summary_phrase(t, plan.summary[t]) for t in DISPLAY_ORDER]
+    parts = [summary_phrase(t, plan.summary[t]) for t in summary_types(plan)]
     extra = []
     if plan.blocked:
         extra.append(_("{} blocked").format(len(plan.blocked)))
