@@ -525,13 +525,9 @@ def world() -> None:
 @_state_option
 def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
     """Simulate CUSTOMER_ID's admin accepting the relationship invitation."""
-    from .ids import normalize_guid
     from .providers.local import LocalProvider
 
-    try:
-        customer_id = normalize_guid(customer_id)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="CUSTOMER_ID") from exc
+    customer_id = _guid(customer_id, "CUSTOMER_ID")
     if not name:
         from .records import FileStore
 
@@ -541,6 +537,102 @@ def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
     click.echo(
         _("{} accepted the invitation: the relationship is now reseller.").format(customer_id)
     )
+
+
+def _guid(value: str, hint: str) -> str:
+    from .ids import normalize_guid
+
+    try:
+        return normalize_guid(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
+@world.command("init")
+@click.option("--partner-id", help=_("The partner's tenant id (default: a new GUID)."))
+@click.option("--name", default="Example Partner", show_default=True, help=_("The partner's name."))
+@click.option("--force", is_flag=True, help=_("Replace a world that exists."))
+@_state_option
+def world_init(partner_id: str | None, name: str, force: bool, state_dir: Path) -> None:
+    """Write an empty local world (state/world.json): a partner with no customers."""
+    import uuid
+
+    from .current import Partner
+    from .providers.local import init_world
+
+    new_id = _guid(partner_id, "--partner-id") if partner_id else str(uuid.uuid4())
+    partner = Partner(id=new_id, name=name)
+    path = init_world(state_dir, partner, force=force)
+    click.echo(_("wrote {}: partner {} ({}), no customers").format(path, name, partner.id))
+
+
+@world.command("add-customer")
+@click.argument("customer_id")
+@click.option("--name", required=True, help=_("The customer's name."))
+@click.option("--domain", help=_("The customer's domain (contoso.onmicrosoft.com)."))
+@click.option(
+    "--relationship",
+    type=click.Choice(("reseller", "none")),
+    default="reseller",
+    show_default=True,
+    help=_("none: a former customer, to try a relationship request."),
+)
+@_state_option
+def world_add_customer(
+    customer_id: str, name: str, domain: str | None, relationship: str, state_dir: Path
+) -> None:
+    """Add a customer to the local world, with no subscriptions."""
+    from .current import Customer
+    from .providers.local import LocalProvider, add_customer
+
+    customer = Customer(
+        id=_guid(customer_id, "CUSTOMER_ID"),
+        name=name,
+        domain=domain,
+        relationship=relationship,
+    )
+    LocalProvider(state_dir).change(lambda w: add_customer(w, customer))
+    click.echo(_("added customer {} ({})").format(name, customer.id))
+
+
+@world.command("add-subscription")
+@click.argument("customer_id")
+@click.option("--id", "subscription_id", help=_("The subscription's id (default: a new GUID)."))
+@click.option("--offer", help=_("The offer (product) id, e.g. CFQ7TTC0LH18."))
+@click.option("--name", help=_("The subscription's friendly name."))
+@click.option("--quantity", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice(("active", "suspended", "deleted", "expired", "pending", "disabled")),
+    default="active",
+    show_default=True,
+)
+@_state_option
+def world_add_subscription(
+    customer_id: str,
+    subscription_id: str | None,
+    offer: str | None,
+    name: str | None,
+    quantity: int,
+    status: str,
+    state_dir: Path,
+) -> None:
+    """Add a subscription to a customer of the local world."""
+    import uuid
+
+    from .current import Subscription
+    from .providers.local import LocalProvider, add_subscription
+
+    customer_id = _guid(customer_id, "CUSTOMER_ID")
+    subscription = Subscription(
+        id=_guid(subscription_id, "--id") if subscription_id else str(uuid.uuid4()),
+        offer=offer,
+        name=name,
+        quantity=quantity,
+        status=status,
+    )
+    LocalProvider(state_dir).change(lambda w: add_subscription(w, customer_id, subscription))
+    click.echo(_("added subscription {} to customer {}").format(subscription.id, customer_id))
 
 
 def _share_option(name: str, help_text: str) -> Any:

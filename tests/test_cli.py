@@ -345,3 +345,38 @@ def test_options_that_need_another_are_usage_errors(
     assert result.returncode == 1
     assert message in result.stderr
     assert snapshot(example / "state") == before
+
+
+def test_world_init_and_additions_make_a_world_to_try_things_out(tmp_path: Path) -> None:
+    contoso, basic = CONTOSO, "354ec307-e470-40d2-9563-5fed10cb4044"
+    init = run("world", "init", "--partner-id", PARTNER, "--name", "Adatum Partner", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    world_file = tmp_path / "state/world.json"
+    assert json.loads(world_file.read_text()) == {
+        "partner": {"id": PARTNER, "name": "Adatum Partner"},
+        "customers": [],
+    }
+    before = world_file.read_bytes()
+    again = run("world", "init", cwd=tmp_path)
+    assert again.returncode == 1 and "--force" in again.stderr
+    assert world_file.read_bytes() == before
+    assert (
+        run("world", "add-customer", contoso, "--name", "Contoso Ltd", cwd=tmp_path).returncode == 0
+    )
+    added = run(
+        "world", "add-subscription", contoso, "--id", basic, "--quantity", "25", cwd=tmp_path
+    )
+    assert added.returncode == 0, added.stderr
+    assert run("world", "add-subscription", contoso, "--id", basic, cwd=tmp_path).returncode == 1
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs/contoso.yaml").write_text(
+        f"customers:\n  - id: {contoso}\n    name: Contoso Ltd\n    subscriptions:\n"
+        f"      - id: {basic}\n        quantity: 30\n"
+    )
+    plan = json.loads(run("--dry-run", "--output", "json", cwd=tmp_path).stdout)
+    assert [(a["type"], a["from"], a["to"]) for a in plan["actions"]] == [
+        ("update_quantity", 25, 30)
+    ]
+    replaced = run("world", "init", "--force", cwd=tmp_path)
+    assert replaced.returncode == 0
+    assert json.loads(world_file.read_text())["customers"] == []

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..current import CurrentState
+from ..current import CurrentState, Customer, Partner, Subscription
 from ..errors import PermanentProviderError, StateError
 from ..fsutil import atomic_write
 from ..i18n import _
@@ -74,3 +74,42 @@ class LocalProvider(WorldProvider):
         except OSError as exc:
             message = _("{}: cannot write: {}").format(self.path, exc.strerror)
             raise PermanentProviderError(message, code="io_error") from exc
+
+
+def init_world(state_dir: Path, partner: Partner, *, force: bool) -> Path:
+    """Write an empty world for ``partner``; an existing one is kept unless ``force``."""
+    path = world_path(state_dir)
+    if path.exists() and not force:
+        raise StateError(_("{}: a world exists already; --force replaces it").format(path))
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, render_world(CurrentState(partner=partner)))
+    except OSError as exc:
+        raise StateError(_("{}: cannot write: {}").format(path, exc.strerror)) from exc
+    return path
+
+
+def add_customer(world: CurrentState, customer: Customer) -> CurrentState:
+    """The world with one more customer (for trying things out). Pure."""
+    if customer.id in world.customers_by_id:
+        raise StateError(_("customer {} is in the world already").format(customer.id))
+    return world.replace_customer(customer)
+
+
+def add_subscription(
+    world: CurrentState, customer_id: str, subscription: Subscription
+) -> CurrentState:
+    """The world with one more subscription for a customer it knows. Pure."""
+    customer = world.customers_by_id.get(customer_id)
+    if customer is None:
+        message = _(
+            "customer {} is not in the world: add it first (`reconcile world add-customer`)"
+        )
+        raise StateError(message.format(customer_id))
+    if subscription.id in customer.subscriptions_by_id:
+        raise StateError(
+            _("customer {} has a subscription {} already").format(customer_id, subscription.id)
+        )
+    return world.replace_customer(
+        customer.evolve(subscriptions=(*customer.subscriptions, subscription))
+    )
