@@ -88,6 +88,71 @@ def _lock_timeout_option(function: Any) -> Any:
     )(function)
 
 
+# --- the shared store (PostgreSQL) and the HA watch: these options are kept together -------
+
+
+def _state_url_option(function: Any) -> Any:
+    function = click.option(
+        "--partner",
+        envvar="RECONCILE_PARTNER",
+        metavar="TENANT_ID",
+        help=_(
+            "With --state-url: whose records (default: the specs' partner.id, or the "
+            "provider's tenant)."
+        ),
+    )(function)
+    return click.option(
+        "--state-url",
+        envvar="RECONCILE_STATE_URL",
+        metavar="postgresql://…",
+        help=_(
+            "Keep the records in this PostgreSQL database instead of --state (env "
+            "RECONCILE_STATE_URL; a password only there, in PGPASSWORD or ~/.pgpass)."
+        ),
+    )(function)
+
+
+def _listen_option(function: Any) -> Any:
+    return click.option(
+        "--listen",
+        metavar="HOST:PORT",
+        help=_("Watch mode: serve /healthz, /readyz and /metrics on this address."),
+    )(function)
+
+
+def _checked_store(state_url: str | None, partner: str | None) -> tuple[str | None, str | None]:
+    """Refuse a --state-url that is not PostgreSQL, or that carries a password on the command
+    line (visible to every user of the machine and in CI logs)."""
+    if not state_url:
+        return None, _normalized_partner(partner)
+    from .pgstore import is_postgres_url, redact_url
+
+    if not is_postgres_url(state_url):
+        raise click.BadParameter(
+            _("must start with postgresql://, got {}").format(redact_url(state_url)),
+            param_hint="--state-url",
+        )
+    source = click.get_current_context().get_parameter_source("state_url")
+    if source is click.core.ParameterSource.COMMANDLINE and redact_url(state_url) != state_url:
+        raise click.BadParameter(
+            _(
+                "a password on the command line is visible to others: put the URL in "
+                "RECONCILE_STATE_URL, or the password in PGPASSWORD or ~/.pgpass"
+            ),
+            param_hint="--state-url",
+        )
+    return state_url, _normalized_partner(partner)
+
+
+def _normalized_partner(partner: str | None) -> str | None:
+    if not partner:
+        return None
+    return sorted(_customer_ids((partner,), "--partner"))[0]
+
+
+# --------------------------------------------------------------------------------------------
+
+
 def _provider_option(function: Any) -> Any:
     return click.option(
         "--provider",
@@ -167,6 +232,8 @@ def _provider_option(function: Any) -> Any:
     type=click.Path(path_type=Path, dir_okay=False),
     help=_("Watch mode: touched after each successful pass."),
 )
+@_state_url_option
+@_listen_option
 @click.version_option(package_name="partner-reconciler")
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
@@ -250,6 +317,9 @@ def _run(
     health_file: Path | None,
     only: tuple[str, ...],
     exclude: tuple[str, ...],
+    state_url: str | None,
+    partner: str | None,
+    listen: str | None,
 ) -> int:
     from .reconcile import Options, spec_cache_path
     from .spec import load_specs
@@ -259,6 +329,9 @@ def _run(
             raise click.UsageError(_("{} goes with {}").format(flag, "--dry-run"))
     if dry_run and plan_file:
         raise click.UsageError(_("--plan applies a saved plan; it does not go with --dry-run"))
+    if listen and not watch:
+        raise click.UsageError(_("--listen goes with --watch"))
+    state_url, partner = _checked_store(state_url, partner)
     options = Options(
         state_dir=state_dir,
         provider=provider,
@@ -268,6 +341,8 @@ def _run(
         lock_timeout=lock_timeout,
         rate_limit=rate_limit,
         targets=_targets(only, exclude),
+        state_url=state_url,
+        partner=partner,
     )
     if watch:
         if plan_file or detailed_exitcode or plan_out:
@@ -473,6 +548,7 @@ def validate(specs_dir: Path) -> None:
 )
 @click.option("--force", is_flag=True, help=_("Overwrite spec files that exist."))
 @_lock_timeout_option
+@_state_url_option
 def import_(
     specs_dir: Path,
     state_dir: Path,
@@ -480,11 +556,20 @@ def import_(
     customers: tuple[str, ...],
     force: bool,
     lock_timeout: float,
+    state_url: str | None,
+    partner: str | None,
 ) -> None:
     """Write spec files describing the current state, and mark those customers managed."""
     from .reconcile import Options, import_customers
 
-    options = Options(state_dir=state_dir, provider=provider, lock_timeout=lock_timeout)
+    state_url, partner = _checked_store(state_url, partner)
+    options = Options(
+        state_dir=state_dir,
+        provider=provider,
+        lock_timeout=lock_timeout,
+        state_url=state_url,
+        partner=partner,
+    )
     wanted = _customer_ids(customers, "--customers")
     result = import_customers(specs_dir, options, wanted=wanted, force=force)
     for customer_id in result.skipped:
@@ -507,11 +592,100 @@ def schema() -> None:
 @cli.command()
 @_state_option
 @click.option("--output", type=click.Choice(("text", "json")), default="text", show_default=True)
-def status(state_dir: Path, output: str) -> None:
+@_state_url_option
+def status(state_dir: Path, output: str, state_url: str | None, partner: str | None) -> None:
     """Pending relationship requests (with invitation links) and the last apply's outcome."""
+    from .reconcile import Options, open_store, opened
     from .status import read_status, render_status
 
-    click.echo(render_status(read_status(state_dir), output), nl=False)
+    state_url, partner = _checked_store(state_url, partner)
+    options = Options(state_dir=state_dir, state_url=state_url, partner=partner)
+    with opened(open_store(options)) as store:
+        click.echo(render_status(read_status(store), output), nl=False)
+
+
+@cli.group("state")
+def state_group() -> None:
+    """The controller's records in a PostgreSQL database (--state-url): schema and transfers."""
+
+
+def _database_options(function: Any) -> Any:
+    return _state_url_option(_state_option(_lock_timeout_option(function)))
+
+
+def _database(state_dir: Path, state_url: str | None, partner: str | None) -> Any:
+    from .reconcile import Options
+
+    state_url, partner = _checked_store(state_url, partner)
+    if not state_url:
+        raise click.UsageError(_("give --state-url (or RECONCILE_STATE_URL)"))
+    return Options(state_dir=state_dir, state_url=state_url, partner=partner)
+
+
+@state_group.command()
+@_state_url_option
+def migrate(state_url: str | None, partner: str | None) -> None:
+    """Create or upgrade the controller's tables (also done on first use)."""
+    from .pgstore import SCHEMA_VERSION, connect, migrate, redact_url
+
+    options = _database(Path("state"), state_url, partner)
+    with connect(options.state_url) as conn:
+        found = migrate(conn, options.state_url)
+    where = redact_url(options.state_url)
+    if found == SCHEMA_VERSION:
+        click.echo(_("{}: schema version {}, up to date.").format(where, found))
+    else:
+        click.echo(_("{}: schema version {} -> {}.").format(where, found, SCHEMA_VERSION))
+
+
+@state_group.command("export")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@_database_options
+def export_state(
+    directory: Path,
+    state_dir: Path,
+    state_url: str | None,
+    partner: str | None,
+    lock_timeout: float,
+) -> None:
+    """Copy the records from the database into DIRECTORY (the state directory's files)."""
+    from .reconcile import open_store, opened
+    from .records import FileStore
+    from .transfer import copy_records
+
+    options = _database(state_dir, state_url, partner)
+    target = FileStore(directory)
+    with opened(open_store(options)) as source, source.lock(timeout=lock_timeout):
+        copied = copy_records(source, target, target_name=str(directory))
+    click.echo(_("Exported the records and {} journal entries to {}.").format(copied, directory))
+
+
+@state_group.command("import")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@_database_options
+def import_state(
+    directory: Path,
+    state_dir: Path,
+    state_url: str | None,
+    partner: str | None,
+    lock_timeout: float,
+) -> None:
+    """Copy the records of state directory DIRECTORY into the database (which must hold none
+    for this partner yet)."""
+    from dataclasses import replace
+
+    from .reconcile import open_store, opened
+    from .records import FileStore
+    from .transfer import copy_records
+
+    options = _database(directory, state_url, partner)
+    source = FileStore(directory)
+    recorded = source.load().partner_id
+    if options.partner is None and recorded:
+        options = replace(options, partner=recorded)
+    with opened(open_store(options)) as target, target.lock(timeout=lock_timeout):
+        copied = copy_records(source, target, target_name=getattr(target, "where", ""))
+    click.echo(_("Imported the records and {} journal entries of {}.").format(copied, directory))
 
 
 @cli.group()

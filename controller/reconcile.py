@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from .current import CurrentState
 from .document import ActionResult
 from .drift import attribute_drift, settled_snapshot, spec_snapshot
-from .errors import StalePlanError
+from .errors import PlanError, StalePlanError
 from .i18n import _
 from .perf import paused_gc
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
@@ -42,6 +43,8 @@ class Options:
     lock_timeout: float = 0.0
     rate_limit: float = 500.0  # requests per minute; 0: no limit
     targets: Targets = field(default_factory=Targets)
+    state_url: str | None = None  # postgresql://…: records in a shared database, not state_dir
+    partner: str | None = None  # whose rows in that database (default: see store_partner)
 
 
 def open_provider(name: str, state_dir: Path, rate_limiter: RateLimiter) -> Provider:
@@ -61,8 +64,54 @@ def spec_cache_path(state_dir: Path) -> Path:
     return state_dir / ".cache" / "specs.json"
 
 
-def open_store(state_dir: Path) -> RecordStore:
-    return FileStore(state_dir)
+def open_store(options: Options, desired: Desired | None = None) -> RecordStore:
+    """The file store in ``state_dir``, or the PostgreSQL store at ``state_url``."""
+    if not options.state_url:
+        return FileStore(options.state_dir)
+    from .pgstore import PostgresStore  # imported on demand: psycopg is only needed here
+
+    return PostgresStore(options.state_url, store_partner(options, desired))
+
+
+def store_partner(options: Options, desired: Desired | None) -> str:
+    """Whose rows the PostgreSQL store reads and writes, known before anything is observed:
+    ``--partner``, else the specs' ``partner.id``, else the provider's tenant (the local world's
+    partner, or ``PARTNER_CENTER_TENANT_ID``), else the only partner the database knows."""
+    if options.partner:
+        return options.partner
+    if desired is not None and desired.partner.id:
+        return desired.partner.id
+    from .providers.local import read_world, world_path
+
+    path = world_path(options.state_dir)
+    if options.provider == "local" and path.exists():
+        return read_world(path).partner.id
+    tenant = os.environ.get("PARTNER_CENTER_TENANT_ID", "").strip().lower()
+    if tenant:
+        return tenant
+    from .pgstore import known_partners
+
+    assert options.state_url is not None
+    partners = known_partners(options.state_url)
+    if len(partners) == 1:
+        return partners[0]
+    raise PlanError(
+        _(
+            "the PostgreSQL store needs to know the partner: give partner.id in the specs, "
+            "--partner, or PARTNER_CENTER_TENANT_ID"
+        )
+    )
+
+
+@contextmanager
+def opened(store: RecordStore) -> Iterator[RecordStore]:
+    """Close the store's connection (if it has one) when done."""
+    try:
+        yield store
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
 
 
 def make_plan(
@@ -81,7 +130,8 @@ def dry_run(desired: Desired, options: Options) -> Plan:
     """Plan, and change nothing: no lock, no write."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
-    result = make_plan(desired, provider, open_store(options.state_dir), options.targets)
+    with opened(open_store(options, desired)) as store:
+        result = make_plan(desired, provider, store, options.targets)
     if result.removals > options.max_removals and not options.allow_mass_removal:
         warning = _(
             "this plan removes {} relationships, more than --max-removals {}: "
@@ -107,8 +157,7 @@ def apply(
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     rate_limiter = RateLimiter(options.rate_limit)  # one for every request of this run
     provider = open_provider(options.provider, options.state_dir, rate_limiter)
-    store = open_store(options.state_dir)
-    with store.lock(timeout=options.lock_timeout):
+    with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
         fresh = make_plan(desired, provider, store, options.targets)
         chosen = _choose(fresh, saved_plan and target(saved_plan, options.targets))
         check_removal_limit(
@@ -170,8 +219,7 @@ def import_customers(
 
     desired = load_specs(specs_dir) if specs_dir.exists() else Desired()
     provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
-    store = open_store(options.state_dir)
-    with store.lock(timeout=options.lock_timeout):
+    with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
         current = provider.observe()
         records = store.load()
         check_partner(desired, current, records)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .errors import StateError
 from .i18n import _
-from .records import FileStore, PendingRequest
+from .records import FileStore, PendingRequest, RecordStore
 from .untrusted import printable
 
 
@@ -64,17 +63,23 @@ def last_apply(journal: list[dict[str, Any]]) -> LastApply | None:
     )
 
 
-def read_status(state_dir: Path) -> Status:
-    """The status kept in ``state_dir``; a folder holding no controller state is an error, not
+def read_status(store: RecordStore) -> Status:
+    """The status kept in ``store``; a state folder holding no controller state is an error, not
     "nothing pending" (a mistyped --state must not look like a quiet success)."""
-    store = FileStore(state_dir)
-    kept = (store.records_path, store.journal_path, store.applied_path, state_dir / "world.json")
-    if not any(path.exists() for path in kept):
-        raise StateError(
-            _("{}: no controller state here (no records.json, journal.jsonl or world.json)").format(
-                state_dir
-            )
+    if isinstance(store, FileStore):
+        state_dir = store.state_dir
+        kept = (
+            store.records_path,
+            store.journal_path,
+            store.applied_path,
+            state_dir / "world.json",
         )
+        if not any(path.exists() for path in kept):
+            raise StateError(
+                _(
+                    "{}: no controller state here (no records.json, journal.jsonl or world.json)"
+                ).format(state_dir)
+            )
     return Status(pending=store.load().pending, last_apply=last_apply(store.read_journal()))
 
 

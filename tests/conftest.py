@@ -6,7 +6,9 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pgserver
 import pytest
 from helpers import PARTNER, run
 
@@ -47,12 +49,66 @@ def start_emulator(state_dir: Path, knobs: Knobs) -> tuple[Callable[[], None], d
     return stop, env
 
 
-@pytest.fixture(params=["local", "partner-center"])
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: ``RECONCILE_TEST_PG_URL``, or one started from
+    the installed binaries and stopped at the end. In CI a server that cannot start fails the
+    tests that need it; elsewhere they are skipped."""
+    given = os.environ.get("RECONCILE_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    try:
+        url, stop = pgserver.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL could not be started: {exc}")
+        pytest.skip(f"PostgreSQL could not be started: {exc}")
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """The URL of a new, empty database of its own for one test."""
+    import uuid
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pgserver.database_url(postgres_server, name)
+
+
+def store_env(example: Path, pg_url: str) -> dict[str, str]:
+    """The environment of a run whose records are in PostgreSQL, with the example's records
+    moved there (``reconcile state import``)."""
+    env = {**os.environ, "RECONCILE_STATE_URL": pg_url}
+    moved = run("state", "import", "state", cwd=example, env=env)
+    assert moved.returncode == 0, moved.stderr
+    return env
+
+
+@pytest.fixture(params=["local", "partner-center", "local+postgres"])
 def reconcile(request: pytest.FixtureRequest, example: Path) -> Iterator[Runner]:
-    """Runs the real ``reconcile`` command in ``example``, with the local provider, or with the
-    Partner Center provider talking HTTP to the emulator (small pages, so paging is exercised)."""
+    """Runs the real ``reconcile`` command in ``example``: with the local provider; with the
+    Partner Center provider talking HTTP to the emulator (small pages, so paging is exercised);
+    or with the local provider and the records in PostgreSQL (``runner.store``)."""
     if request.param == "local":
         yield lambda *args, **kw: run(*args, cwd=example, **kw)
+        return
+    if request.param == "local+postgres":
+        env = store_env(example, request.getfixturevalue("pg_url"))
+
+        def in_postgres(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+            return run(*args, cwd=example, env={**env, **kw.pop("env", {})}, **kw)
+
+        in_postgres.store = "postgres"  # type: ignore[attr-defined]
+        in_postgres.state_url = env["RECONCILE_STATE_URL"]  # type: ignore[attr-defined]
+        yield in_postgres
         return
     stop, env = start_emulator(example / "state", Knobs(page_size=2, token=TOKEN))
 
@@ -65,3 +121,15 @@ def reconcile(request: pytest.FixtureRequest, example: Path) -> Iterator[Runner]
         yield runner
     finally:
         stop()
+
+
+def records_store(example: Path, reconcile: Runner) -> Any:
+    """The store that ``reconcile`` keeps its records in, opened in this process."""
+    url = getattr(reconcile, "state_url", None)
+    if url is None:
+        from controller.records import FileStore
+
+        return FileStore(example / "state")
+    from controller.pgstore import PostgresStore
+
+    return PostgresStore(url, PARTNER)

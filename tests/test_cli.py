@@ -9,11 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Runner
+from conftest import Runner, records_store
 from helpers import PARTNER, run, snapshot
 from test_example import blocked_reactivations
-
-from controller.records import FileStore
 
 CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
 CONTOSO_FILE = Path("specs/customers/contoso.yaml")
@@ -219,7 +217,7 @@ def test_usage_errors_exit_1(example: Path, reconcile: Runner) -> None:
 def test_a_second_apply_waits_for_the_lock_then_names_the_holder(
     example: Path, reconcile: Runner
 ) -> None:
-    with FileStore(example / "state").lock(timeout=0):
+    with records_store(example, reconcile).lock(timeout=0):
         result = reconcile()
         assert result.returncode == 1
         assert f"locked by pid {os.getpid()}" in result.stderr

@@ -7,10 +7,8 @@ import shutil
 from pathlib import Path
 
 import yaml
-from conftest import Runner
+from conftest import Runner, records_store
 from helpers import snapshot
-
-from controller.records import FileStore
 
 TAILSPIN = "8ca21255-597d-46ee-8895-0c95529977fd"
 
@@ -35,7 +33,7 @@ def test_import_into_empty_specs_then_the_plan_is_empty(example: Path, reconcile
     assert reconcile("validate").returncode == 0
     check = reconcile("--dry-run", "--detailed-exitcode")
     assert check.returncode == 0, check.stdout
-    managed = FileStore(example / "state").load().managed
+    managed = records_store(example, reconcile).load().managed
     assert TAILSPIN in managed  # imported customers are managed from now on
     again = reconcile("import")
     assert again.returncode == 0 and "Imported 0 customers" in again.stdout
