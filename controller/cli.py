@@ -132,8 +132,7 @@ def _checked_store(state_url: str | None, partner: str | None) -> tuple[str | No
             _("must start with postgresql://, got {}").format(redact_url(state_url)),
             param_hint="--state-url",
         )
-    source = click.get_current_context().get_parameter_source("state_url")
-    if source is click.core.ParameterSource.COMMANDLINE and redact_url(state_url) != state_url:
+    if _typed_with_password(click.get_current_context()):
         raise click.BadParameter(
             _(
                 "a password on the command line is visible to others: put the URL in "
@@ -142,6 +141,19 @@ def _checked_store(state_url: str | None, partner: str | None) -> tuple[str | No
             param_hint="--state-url",
         )
     return state_url, _normalized_partner(partner)
+
+
+def _typed_with_password(ctx: click.Context | None) -> bool:
+    """Whether a --state-url with a password was typed, after the subcommand or before it."""
+    from .pgstore import redact_url
+
+    while ctx is not None:
+        url = ctx.params.get("state_url")
+        typed = ctx.get_parameter_source("state_url") is click.core.ParameterSource.COMMANDLINE
+        if typed and url and redact_url(url) != url:
+            return True
+        ctx = ctx.parent
+    return False
 
 
 def _normalized_partner(partner: str | None) -> str | None:
@@ -271,6 +283,12 @@ def _pass_to_subcommand(ctx: click.Context, name: str) -> None:
     given = {
         p.name: ctx.params[p.name] for p in ctx.command.params if p.name and _given(ctx, p.name)
     }
+    # Options from the environment (RECONCILE_STATE_URL in a CI job) hold for every command
+    # that takes them; only those typed before the subcommand are refused.
+    typed = {
+        n for n in given if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE
+    }
+    given = {n: v for n, v in given.items() if n in accepted or n in typed}
     refused = sorted(_flag(ctx, n) for n in given if n not in accepted)
     if refused:
         raise click.UsageError(

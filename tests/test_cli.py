@@ -269,8 +269,9 @@ def test_a_targeted_apply_records_a_baseline_only_for_its_customers(
 ) -> None:
     fabrikam = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
     assert reconcile("--only", fabrikam).returncode == 0
-    records = FileStore(example / "state").load()
-    assert CONTOSO not in FileStore(example / "state").load_applied()
+    store = records_store(example, reconcile)
+    records = store.load()
+    assert CONTOSO not in store.load_applied()
     assert CONTOSO in records.managed  # managed before, by the example's records
     assert "3b9c8398-289a-4913-861d-2dafb70bf03c" not in records.managed  # Northwind: untouched
     # Contoso's spec changes, never applied, are still spec changes, not portal drift.

@@ -168,3 +168,12 @@ def test_export_and_import_move_state_between_the_folder_and_the_database(
     with psycopg.connect(pg_url) as conn:
         partners = conn.execute("SELECT DISTINCT partner FROM reconcile_journal").fetchall()
     assert partners == [(PARTNER,)]
+
+
+def test_a_password_typed_before_a_subcommand_is_refused_too(example: Path) -> None:
+    url = "postgresql://reconcile:s3cr3t-pw@127.0.0.1:9/nowhere"
+    result = run("--state-url", url, "status", cwd=example)
+    assert result.returncode == 1 and "s3cr3t" not in result.stdout + result.stderr
+    assert "RECONCILE_STATE_URL" in result.stderr
+    env = {**os.environ, "RECONCILE_STATE_URL": url}
+    assert run("validate", cwd=example, env=env).returncode == 0  # the environment's URL is fine
