@@ -426,12 +426,19 @@ def _watch(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     settings = WatchSettings(specs_dir, options, dry_run, interval, health_file)
+
+    def emit(text: str) -> None:
+        if text:
+            click.echo(text, nl=False)
+
     watcher = Watcher(
         settings,
-        emit=lambda text: click.echo(text, nl=False) if text else None,
+        emit=emit,
         render_plan=render_plan,
         render_outcome=render_outcome,
         render_error=render_error,
+        show_plan=lambda plan: emit(render_plan(plan)) if output == "text" else None,
+        emit_idle=output == "json",
         stop=stop,
     )
     log.info(_("watching %s; a pass on every change and every %g s"), specs_dir, interval)

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from .errors import ReconcileError
 from .i18n import _
+from .plan import Plan
 from .reconcile import Options, apply, dry_run, spec_cache_path
 from .records import utc_now
 from .render import Outcome
-from .spec import load_specs
+from .spec import Desired, load_specs
 
 log = logging.getLogger("reconcile")
 
@@ -66,10 +67,17 @@ class Watcher:
         render_plan: Render,
         render_outcome: Render,
         render_error: Callable[[str], str],
+        show_plan: Callable[[Plan], None] = lambda _plan: None,
+        emit_idle: bool = False,
         stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.emit = emit
+        # As a one-off apply: the plan before applying it (text), per-action progress lines on
+        # stderr; a pass with nothing to do prints nothing but its summary line (unless
+        # emit_idle: a JSON stream gets one document per pass).
+        self.show_plan = show_plan
+        self.emit_idle = emit_idle
         self.render_plan, self.render_outcome, self.render_error = (
             render_plan,
             render_outcome,
@@ -134,11 +142,12 @@ class Watcher:
         )
         if self.settings.dry_run:
             plan = dry_run(desired, self.settings.options)
-            self.emit(self.render_plan(plan))
+            if plan.has_changes or self.emit_idle:
+                self.emit(self.render_plan(plan))
             return PassResult(ok=True, blocked=len(plan.blocked), left=len(plan.actions))
-        outcome = apply(desired, self.settings.options, stop=self.stop)
-        assert isinstance(outcome, Outcome)  # no question is asked in watch mode
-        self.emit(self.render_outcome(outcome))
+        outcome = self._apply(desired)
+        if outcome.plan.has_changes or outcome.remaining.has_changes or self.emit_idle:
+            self.emit(self.render_outcome(outcome))
         return PassResult(
             ok=True,
             applied=outcome.count("applied"),
@@ -146,6 +155,32 @@ class Watcher:
             blocked=len(outcome.remaining.blocked),
             left=len(outcome.remaining.actions),
         )
+
+    def _apply(self, desired: Desired) -> Outcome:
+        """Apply as a one-off apply does: show the plan, then a progress line per action."""
+        from .progress import Progress, make_progress
+
+        progress: list[Progress] = []
+
+        def start(plan: Plan) -> bool:
+            self.show_plan(plan)
+            progress.append(make_progress(plan.names))
+            progress[0].start(len(plan.actions))
+            return True
+
+        try:
+            outcome = apply(
+                desired,
+                self.settings.options,
+                confirm=start,
+                on_result=lambda action, result: progress[0].advance(action, result),
+                stop=self.stop,
+            )
+        finally:
+            for shown in progress:
+                shown.close()
+        assert isinstance(outcome, Outcome)  # no question is asked in watch mode
+        return outcome
 
     def _summary(self, result: PassResult, seconds: float) -> str:
         if result.error is not None:

@@ -246,3 +246,20 @@ def test_changes_during_a_pass_cause_exactly_one_more_pass(tmp_path: Path) -> No
     runs = [e for e in journal.read_journal() if e["event"] == "run_started"]
     assert len(runs) == 1  # the second pass found nothing left to do
     assert w.stop() == 0
+
+
+def test_an_applying_pass_says_what_it_changed_and_idle_passes_stay_quiet(
+    example: Path, watching
+) -> None:  # type: ignore[no-untyped-def]
+    w = watching("--interval", "1")
+    w.wait_for(lambda: len(w.passes()) >= 3, "an applying pass, then idle ones")
+    assert w.stop() == 0
+    out, err = "".join(w.out), "".join(w.err)
+    # The applying pass: its plan, its per-action lines, its outcome, as a one-off apply.
+    assert out.count("Plan: 1 to remove, 3 to suspend") == 1
+    assert out.count("Apply: applied 6 of 6") == 1
+    assert re.search(r"applied +a3 remove relationship Fabrikam Inc", err), err
+    # Idle passes: nothing on stdout, one summary line each on stderr.
+    assert out.rstrip().splitlines()[-1].startswith(("Converged", "2 actions wait"))
+    idle = w.passes()[1:]
+    assert idle and all("applied 0, failed 0" in line for line in idle)
