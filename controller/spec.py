@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +29,15 @@ from pydantic import (
 )
 
 from . import __version__
-from .errors import ReconcileError, SpecError, SpecProblem
+from .errors import SpecError, SpecProblem
 from .fsutil import atomic_write
 from .i18n import _
 from .ids import CustomerId, Guid
 from .perf import paused_gc
+from .specfiles import find_spec_files, read_spec_bytes
+from .yamlload import Path_, cut, format_field, line_of, load_yaml, locate_lines, short
 
-Path_ = tuple[str | int, ...]
+__all__ = ["find_spec_files", "locate_lines"]  # re-exported: spec loading's public helpers
 
 
 class _SpecModel(BaseModel):
@@ -107,74 +108,6 @@ def spec_json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
-# --- YAML -------------------------------------------------------------------------------------
-
-_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _DuplicateKeyError(yaml.MarkedYAMLError):
-    pass
-
-
-class _SpecLoader(_BaseLoader):
-    """The safe loader (libyaml's C parser when present) refusing duplicate mapping keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        # Compare the keys' scalar text: constructing each key twice would double the cost.
-        keys = [k.value for k, _v in node.value if isinstance(k, yaml.ScalarNode)]
-        if len(keys) != len(set(keys)):
-            seen: set[str] = set()
-            for key_node, _value in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.value in seen:
-                    raise _DuplicateKeyError(
-                        problem=f"duplicate key {key_node.value!r}",
-                        problem_mark=key_node.start_mark,
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def locate_lines(text: str) -> dict[Path_, int]:
-    """Map every key and list item path of a YAML document to its 1-based line.
-
-    Used only on the error path: it composes the node tree, which is slower than a plain load.
-    """
-    lines: dict[Path_, int] = {}
-    root = yaml.compose(text, Loader=_BaseLoader)
-    if root is None:
-        return lines
-
-    def walk(node: yaml.Node, path: Path_) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                child = (*path, str(key_node.value))
-                lines.setdefault(child, key_node.start_mark.line + 1)
-                walk(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                lines[(*path, index)] = item.start_mark.line + 1
-                walk(item, (*path, index))
-
-    walk(root, ())
-    return lines
-
-
-def line_of(lines: Mapping[Path_, int], path: Path_) -> int:
-    """The line of ``path``, or of its nearest located ancestor (a missing key: its parent)."""
-    for end in range(len(path), 0, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return 1
-
-
-def format_field(path: Path_) -> str:
-    """``("customers", 0, "id")`` -> ``customers[0].id``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 # --- validation messages ------------------------------------------------------------------------
 
 _KEYS_BY_PARENT: dict[str, type[BaseModel]] = {
@@ -194,7 +127,7 @@ def _allowed_keys(path: Path_) -> str:
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {short(value)}"
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -215,29 +148,21 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         return _("unknown key; allowed keys are: {}").format(_allowed_keys(loc[:-1]))
     if kind == "greater_than_equal":
-        return _("must be >= {}, got {!r}").format(ctx.get("ge"), value)
+        return _("must be >= {}, got {}").format(ctx.get("ge"), short(value))
+    if kind == "less_than_equal":
+        return _("must be <= {:,}, got {}").format(ctx.get("le"), short(value))
     if kind == "literal_error":
-        return _("must be one of {}, got {!r}").format(ctx.get("expected"), value)
+        return _("must be one of {}, got {}").format(ctx.get("expected"), short(value))
     if kind == "string_pattern_mismatch" and loc and loc[-1] in ("id", "customer_id"):
-        return _("must be a GUID like 7d3c1a52-0b0e-4c1e-9f5e-2a1c3b4d5e6f, got {!r}").format(value)
+        return _("must be a GUID like 7d3c1a52-0b0e-4c1e-9f5e-2a1c3b4d5e6f, got {}").format(
+            short(value)
+        )
     if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return str(error["msg"])
+        return cut(str(ctx.get("error", error["msg"])), 200)
+    return cut(str(error["msg"]), 200)
 
 
 # --- loading --------------------------------------------------------------------------------
-
-
-def find_spec_files(specs_dir: Path) -> list[Path]:
-    """Every ``*.yaml`` / ``*.yml`` file under ``specs_dir``, recursively, in sorted path order."""
-    if not specs_dir.is_dir():
-        raise ReconcileError(_("specs directory {} does not exist").format(specs_dir))
-    found: list[tuple[tuple[str, ...], Path]] = []
-    for folder, _dirs, names in os.walk(specs_dir):  # os.walk: rglob is several times slower
-        base = Path(folder)
-        parts = base.relative_to(specs_dir).parts
-        found += [((*parts, n), base / n) for n in names if n.endswith((".yaml", ".yml"))]
-    return [path for _parts, path in sorted(found)]
 
 
 @dataclass
@@ -252,7 +177,7 @@ class _SourceFile:
         if self._lines is None:
             try:
                 self._lines = locate_lines(self.text)
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError, RecursionError):
                 self._lines = {}
         return line_of(self._lines, path)
 
@@ -261,17 +186,7 @@ class _SourceFile:
 
 
 def _parse(source: _SourceFile) -> SpecFile:
-    try:
-        raw_spec = yaml.load(source.text, Loader=_SpecLoader)  # noqa: S506 - a safe loader
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(
-            [SpecProblem(source.name, line, "", f"YAML syntax error: {problem}")]
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise SpecError([SpecProblem(source.name, 1, "", f"YAML syntax error: {exc}")]) from exc
+    raw_spec = load_yaml(source.text, source.name)
     if raw_spec is None:
         raw_spec = {}
     if not isinstance(raw_spec, dict):
@@ -298,14 +213,6 @@ def _check_subscription_ids(source: _SourceFile, spec: SpecFile) -> None:
             seen.add(subscription.id)
     if problems:
         raise SpecError(problems)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        message = _("cannot read: {}").format(exc.strerror)
-        raise SpecError([SpecProblem(str(path), 1, "", message)]) from exc
 
 
 def _decode(raw: bytes, name: str) -> _SourceFile:
@@ -372,7 +279,7 @@ def _parse_all(
 ) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
     for path in paths:
         try:
-            raw = _read_bytes(path)
+            raw = read_spec_bytes(path)
             cache.count(len(raw))
             digest = hashlib.sha256(raw).hexdigest()
             source = _decode(raw, str(path))
