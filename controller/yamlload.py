@@ -52,7 +52,10 @@ def short(value: Any) -> str:
 
 
 def cut(text: str, limit: int = ECHO_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, marking the cut."""
+    """``text`` cut to ``limit`` characters, marking the cut, with control characters (line
+    breaks included) escaped: one problem is one line."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -279,7 +279,7 @@ def test_validate_and_dry_run_refuse_hostile_specs_in_bounded_time_and_memory(
 # --- fuzz ----------------------------------------------------------------------------------------
 
 YAMLISH = st.text(alphabet="[]{}:,-?!&*<>|#'\"\n\t abcx019.@%=~", max_size=200)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _load_one(raw: bytes) -> None:
