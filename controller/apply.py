@@ -22,7 +22,6 @@ from .document import ActionResult
 from .errors import ProviderError
 from .plan import Action, Plan
 from .providers.base import Provider, logical_request
-from .ratelimit import RateLimiter
 from .records import PendingRequest, RecordStore, utc_now
 from .retry import RetryPolicy
 
@@ -43,7 +42,6 @@ class Executor:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     on_result: Callable[[Action, ActionResult], None] | None = None
     names: Mapping[str, str] = field(default_factory=dict)
-    rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
     _records_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -160,11 +158,9 @@ class Executor:
         return result
 
     def _call_with_retries(self, action: Action) -> None:
-        def attempt() -> None:
-            self.rate_limiter.acquire()
-            self._call(action)
-
-        self.retry.call(attempt, sleep=self.sleep)
+        # The rate limit is charged by the provider, once per request it makes (an action may
+        # make several: read, change, re-read), not here.
+        self.retry.call(lambda: self._call(action), sleep=self.sleep)
 
     def _call(self, action: Action) -> None:
         customer, subscription = action.customer_id, action.subscription_id or ""

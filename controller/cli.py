@@ -213,9 +213,11 @@ def _provider_option(function: Any) -> Any:
 @click.option(
     "--rate-limit",
     type=click.FloatRange(min=0),
-    default=500.0,
-    show_default=True,
-    help=_("Provider requests per minute, shared by all workers (0: no limit)."),
+    default=None,
+    help=_(
+        "Provider requests per minute, shared by all workers (0: no limit). Default: 500, "
+        "Partner Center's documented limit, with --provider partner-center; no limit locally."
+    ),
 )
 @_lock_timeout_option
 @click.option("--yes", "-y", is_flag=True, help=_("Apply without asking, even on a terminal."))
@@ -328,7 +330,7 @@ def _run(
     allow_mass_removal: bool,
     parallelism: int,
     lock_timeout: float,
-    rate_limit: float,
+    rate_limit: float | None,
     yes: bool,
     watch: bool,
     interval: float,

@@ -89,6 +89,9 @@ class CurrentState(_Frozen):
     # The moment of observation: the world's own clock when it has one (reproducible examples),
     # else the wall clock, set by the provider. The planner takes it from here, never the clock.
     now: UtcDatetime | None = None
+    # Customers whose observation failed (id -> why), set by a remote provider: they are left
+    # out of the plan, never taken for customers without subscriptions. Never in a world file.
+    unobserved: dict[str, str] | None = None
 
     @cached_property
     def customers_by_id(self) -> dict[str, Customer]:

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TextIO
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str, *, mode: int | None = None) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a mix,
-    even if the process is killed: temporary file, fsync, rename, fsync of the directory."""
+    even if the process is killed: temporary file, fsync, rename, fsync of the directory.
+    ``mode`` (e.g. 0o600 for a file holding tokens) is set before any byte is written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, _mode_for(path))
+        os.fchmod(fd, _mode_for(path) if mode is None else mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -166,8 +166,9 @@ def check_removal_limit(plan: Plan, *, max_removals: int, allow_mass_removal: bo
 def fingerprint(current: CurrentState, records: Records) -> str:
     """sha256 of the current state and the controller's records, independent of listing order."""
     # One call: dumping each customer alone costs ten times more. The observation time is left
-    # out: a saved plan stays valid while the tenant itself is unchanged.
-    document = current.model_dump(exclude={"now"})
+    # out: a saved plan stays valid while the tenant itself is unchanged. Which customers could
+    # not be observed is not the tenant either (their own state, empty, is in the document).
+    document = current.model_dump(exclude={"now", "unobserved"})
     for customer in document["customers"]:
         customer["subscriptions"] = sorted(customer["subscriptions"], key=_by_id)
     document["customers"] = sorted(document["customers"], key=_by_id)

@@ -23,12 +23,13 @@ from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
 from .spec import Desired, load_specs
-from .targeting import Targets, target, target_mapping, target_records
+from .targeting import Targets, leave_out_unobserved, target, target_mapping, target_records
 
 if TYPE_CHECKING:
     from .importer import ImportPlan
 
 EVERYONE = Targets()
+PARTNER_CENTER_RATE_LIMIT = 500.0  # requests per minute per tenant, as Partner Center documents
 
 
 @dataclass(frozen=True)
@@ -41,22 +42,37 @@ class Options:
     allow_mass_removal: bool = False
     parallelism: int = 8
     lock_timeout: float = 0.0
-    rate_limit: float = 500.0  # requests per minute; 0: no limit
+    rate_limit: float | None = None  # requests per minute; 0: no limit; None: the provider's
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The rate limit of this run: as given, else Partner Center's documented limit for
+        the partner-center provider, and none for the local world (nothing to protect)."""
+        if self.rate_limit is not None:
+            return self.rate_limit
+        return PARTNER_CENTER_RATE_LIMIT if self.provider == "partner-center" else 0.0
+
     targets: Targets = field(default_factory=Targets)
     state_url: str | None = None  # postgresql://…: records in a shared database, not state_dir
     partner: str | None = None  # whose rows in that database (default: see store_partner)
 
 
-def open_provider(name: str, state_dir: Path, rate_limiter: RateLimiter) -> Provider:
-    """The provider named on the command line; Partner Center's settings come from the
-    environment only."""
-    if name == "partner-center":
+def open_provider(options: Options) -> Provider:
+    """The provider named on the command line, charging one token of the run's rate limiter per
+    request it makes; Partner Center's settings come from the environment only."""
+    rate_limiter = RateLimiter(options.requests_per_minute)  # one for every request of the run
+    if options.provider == "partner-center":
         from .providers.partnercenter import PartnerCenterProvider
 
-        return PartnerCenterProvider.from_env(os.environ, rate_limiter=rate_limiter)
+        return PartnerCenterProvider.from_env(
+            os.environ,
+            rate_limiter=rate_limiter,
+            parallelism=options.parallelism,
+            state_dir=options.state_dir,
+        )
     from .providers.local import LocalProvider
 
-    return LocalProvider(state_dir)
+    return LocalProvider(options.state_dir, rate_limiter=rate_limiter)
 
 
 def spec_cache_path(state_dir: Path) -> Path:
@@ -123,13 +139,13 @@ def make_plan(
         records = store.load()
         check_partner(desired, current, records)
         made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
-        return target(made, targets)
+        return target(leave_out_unobserved(made, current.unobserved), targets)
 
 
 def dry_run(desired: Desired, options: Options) -> Plan:
     """Plan, and change nothing: no lock, no write."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
-    provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
+    provider = open_provider(options)
     with opened(open_store(options, desired)) as store:
         result = make_plan(desired, provider, store, options.targets)
     if result.removals > options.max_removals and not options.allow_mass_removal:
@@ -155,8 +171,7 @@ def apply(
     Returns None when ``confirm`` declines. Setting ``stop`` starts no more actions; those
     running finish and are recorded."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
-    rate_limiter = RateLimiter(options.rate_limit)  # one for every request of this run
-    provider = open_provider(options.provider, options.state_dir, rate_limiter)
+    provider = open_provider(options)
     with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
         fresh = make_plan(desired, provider, store, options.targets)
         chosen = _choose(fresh, saved_plan and target(saved_plan, options.targets))
@@ -175,7 +190,6 @@ def apply(
             parallelism=options.parallelism,
             on_result=on_result,
             names=chosen.names,
-            rate_limiter=rate_limiter,
             stop=stop or threading.Event(),
         )
         results = executor.run(chosen) if chosen.has_changes else ()
@@ -202,13 +216,15 @@ def _record_and_replan(
 ) -> Plan:
     """Record what the apply leaves (for the targeted customers only) and plan again: what is
     left is reported, and what matched becomes the baseline that tells drift later."""
+    # A customer that could not be observed keeps its records and baseline as they were.
+    observed = replace(targets, exclude=targets.exclude | frozenset(after.unobserved or ()))
     before = store.load()
-    records = target_records(before, next_records(before, desired, after), targets)
+    records = target_records(before, next_records(before, desired, after), observed)
     store.save(records)
     remaining = plan(desired, after, records)
     settled = settled_snapshot(desired, after, remaining)
-    store.save_applied(target_mapping(store.load_applied(), settled, targets))
-    return target(remaining, targets)
+    store.save_applied(target_mapping(store.load_applied(), settled, observed))
+    return target(leave_out_unobserved(remaining, after.unobserved), targets)
 
 
 def import_customers(
@@ -218,7 +234,7 @@ def import_customers(
     from .importer import plan_import, write_import
 
     desired = load_specs(specs_dir) if specs_dir.exists() else Desired()
-    provider = open_provider(options.provider, options.state_dir, RateLimiter(options.rate_limit))
+    provider = open_provider(options)
     with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
         current = provider.observe()
         records = store.load()

@@ -81,3 +81,24 @@ def target_mapping(
     merged = {c: v for c, v in before.items() if not targets.includes(c)}
     merged.update({c: v for c, v in after.items() if targets.includes(c)})
     return dict(sorted(merged.items()))
+
+
+def leave_out_unobserved(plan: Plan, unobserved: Mapping[str, str] | None) -> Plan:
+    """Drop every item of the customers that could not be observed, with a warning each: a
+    customer whose subscriptions are unknown must never look like one that has none (which
+    could plan its removal or a re-purchase). Pure; dependencies never cross customers."""
+    if not unobserved:
+        return plan
+    warnings = [
+        _("customer {} could not be observed, so nothing is planned for it: {}").format(
+            customer_id, why
+        )
+        for customer_id, why in sorted(unobserved.items())
+    ]
+    return replace(
+        plan,
+        actions=tuple(a for a in plan.actions if a.customer_id not in unobserved),
+        blocked=tuple(b for b in plan.blocked if b.customer_id not in unobserved),
+        unmanaged=tuple(u for u in plan.unmanaged if u.customer_id not in unobserved),
+        warnings=(*plan.warnings, *warnings),
+    )

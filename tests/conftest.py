@@ -21,6 +21,15 @@ TOKEN = "test-bearer-token-5f1c2e"  # must never show up in any output or state 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.fixture(autouse=True)
+def own_token_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MSAL's token cache of every test (and of the commands it runs) in a folder of its own,
+    never the user's cache directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def example(tmp_path: Path) -> Path:
     """A copy of the shipped example (specs/ and state/) in a temporary directory."""

@@ -11,7 +11,6 @@ from controller.apply import Executor
 from controller.errors import PermanentProviderError, TemporaryProviderError
 from controller.plan import plan
 from controller.providers.memory import Faults, MemoryProvider
-from controller.ratelimit import RateLimiter
 from controller.records import MemoryStore, next_records
 from controller.retry import RetryPolicy
 
@@ -151,25 +150,6 @@ def test_a_stop_request_lets_running_actions_finish_and_starts_no_more() -> None
     assert 0 < statuses.count("applied") < len(made.actions)
     assert "failed" not in statuses
     assert all(r.error == "not started" for r in results if r.status == "skipped")
-
-
-def test_every_attempt_goes_through_the_shared_rate_limiter() -> None:
-    class Counting(RateLimiter):
-        def __init__(self) -> None:
-            super().__init__(0)
-            self.count = 0
-
-        def acquire(self) -> float:
-            self.count += 1
-            return 0.0
-
-    spec, current, recs = removal_world(5, 2)
-    faults = Faults(throttled=0.3, seed=3)
-    provider, limiter = MemoryProvider(current, faults=faults), Counting()
-    Executor(provider, MemoryStore(recs), retry=NO_WAIT, rate_limiter=limiter).run(
-        plan(spec, current, recs)
-    )
-    assert limiter.count == len(provider.calls) > 15
 
 
 class ReadOnly(MemoryProvider):

@@ -4,6 +4,7 @@ client converging through them. Secrets never leave the environment."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from conftest import TOKEN, start_emulator
@@ -48,7 +49,8 @@ def test_a_patch_needs_the_current_etag_and_a_retry_is_not_applied_twice(example
     path = f"/v1/customers/{CONTOSO}/subscriptions/{BASIC}"
     _, resource, _ = emulator.handle("GET", path, AUTH, None)
     stale = {**AUTH, "if-match": "nope", "ms-requestid": "r0"}
-    assert emulator.handle("PATCH", path, stale, {**resource, "quantity": 30})[0] == 412
+    status, error, _ = emulator.handle("PATCH", path, stale, {**resource, "quantity": 30})
+    assert (status, error["code"], error["description"]) == (400, 2055, "Etag is no longer valid")
     fresh = {**AUTH, "if-match": resource["attributes"]["etag"], "ms-requestid": "r1"}
     first = emulator.handle("PATCH", path, fresh, {**resource, "quantity": 30})
     again = emulator.handle("PATCH", path, fresh, {**resource, "quantity": 30})  # same request id
@@ -158,3 +160,169 @@ def test_the_emulator_command_serves_until_stopped(example: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# --- the service as it is today: new commerce, Azure, its codes and bodies ----------------------
+
+
+def nce_world(tmp_path: Path) -> Path:
+    """A world with a legacy, three new-commerce (one add-on, one suspended by the partner) and
+    an Azure plan with active Azure subscriptions, and open reservations."""
+    from helpers import DAY, NOW, azure_plan, customer, nce, sub, world
+
+    from controller.providers.local import render_world
+
+    state = tmp_path / "state"
+    state.mkdir()
+    current = world(
+        customer(
+            1,
+            sub(10, quantity=4),
+            nce(11, quantity=5, cancel_until=NOW + DAY, refundable=2),
+            nce(12, parent=11),
+            nce(13, "suspended", suspended_by="partner"),
+            azure_plan(14, active=2),
+            reservations=3,
+        ),
+        now=NOW,
+    )
+    (state / "world.json").write_text(render_world(current))
+    return state
+
+
+def test_new_commerce_items_carry_the_service_fields_and_no_etag(tmp_path: Path) -> None:
+    from helpers import gid
+
+    emulator = Emulator(nce_world(tmp_path))
+    status, body, _ = emulator.handle("GET", f"/v1/customers/{gid(1)}/subscriptions", AUTH, None)
+    items = {item["id"]: item for item in body["items"]}
+    legacy, window, addon, suspended, plan = (items[gid(n)] for n in (10, 11, 12, 13, 14))
+    assert "etag" in legacy["attributes"] and "productType" not in legacy
+    assert window["productType"]["id"] == "OnlineServicesNCE" and "etag" not in window["attributes"]
+    assert window["commitmentEndDate"].endswith("Z") and window["autoRenewEnabled"] is True
+    assert window["refundOptions"] == [{"type": "Full", "expiresAt": "2026-03-02T12:00:00Z"}]
+    assert window["refundableQuantity"]["totalQuantity"] == 2
+    assert addon["parentSubscriptionId"] == gid(11) and addon["refundOptions"] == []
+    assert suspended["suspensionReasons"] == ["CustomerCancellation"]
+    assert plan["productType"] == {"id": "Azure", "displayName": "Azure"}
+
+
+def test_the_client_sees_through_the_emulator_what_the_local_world_holds(tmp_path: Path) -> None:
+    from controller.providers.local import LocalProvider
+    from controller.providers.partnercenter import PartnerCenterProvider
+
+    state = nce_world(tmp_path)
+    stop, env = start_emulator(state, Knobs(token=TOKEN, page_size=1, subscription_page_size=2))
+    try:
+        provider = PartnerCenterProvider.from_env(env)
+        observed = provider.observe()
+    finally:
+        stop()
+    local = LocalProvider(state).observe()
+    assert [c.model_dump() for c in observed.customers] == [c.model_dump() for c in local.customers]
+    assert observed.customers[0].azure_reservations_open == 3  # entitlements route
+    assert observed.customers[0].subscriptions[4].azure_subscriptions_active == 2
+
+
+def loopback_client(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from controller.providers.partnercenter import PartnerCenterProvider, Polling, Settings
+
+    return PartnerCenterProvider(
+        Settings.from_env(env), lambda: TOKEN, polling=Polling(attempts=20, interval=0.01)
+    )
+
+
+def test_cancel_and_auto_renewal_through_the_emulator_follow_the_rules(tmp_path: Path) -> None:
+    import pytest
+    from helpers import gid
+
+    from controller.errors import PermanentProviderError
+
+    state = nce_world(tmp_path)
+    stop, env = start_emulator(state, Knobs(token=TOKEN))
+    try:
+        provider = loopback_client(env)
+        provider.set_auto_renew(gid(1), gid(12), False)
+        provider.cancel_subscription(gid(1), gid(11))  # inside its window
+        with pytest.raises(PermanentProviderError) as caught:
+            provider.cancel_subscription(gid(1), gid(13))  # past it
+    finally:
+        stop()
+    subscriptions = read_world(state / "world.json").customers[0].subscriptions_by_id
+    assert subscriptions[gid(12)].auto_renew is False
+    assert subscriptions[gid(11)].status == "deleted"
+    assert subscriptions[gid(13)].status == "suspended" and "HTTP 400" in str(caught.value)
+
+
+def test_a_slow_quantity_change_is_answered_202_and_awaited(tmp_path: Path) -> None:
+    from helpers import gid
+
+    state = nce_world(tmp_path)
+    emulator = Emulator(state, Knobs(slow_changes=2))
+    path = f"/v1/customers/{gid(1)}/subscriptions/{gid(10)}"
+    _, resource, _ = emulator.handle("GET", path, AUTH, None)
+    headers = {**AUTH, "if-match": resource["attributes"]["etag"]}
+    status, body, extra = emulator.handle("PATCH", path, headers, {**resource, "quantity": 9})
+    assert (status, body) == (202, None) and extra["Location"].endswith(gid(10))
+    assert emulator.handle("GET", path, AUTH, None)[1]["quantity"] == 4  # not yet
+    assert emulator.handle("GET", path, AUTH, None)[1]["quantity"] == 9
+    stop, env = start_emulator(state, Knobs(token=TOKEN, slow_changes=3))
+    try:
+        loopback_client(env).update_quantity(gid(1), gid(10), 6)
+    finally:
+        stop()
+    assert read_world(state / "world.json").customers[0].subscriptions_by_id[gid(10)].quantity == 6
+
+
+def test_throttling_answers_the_documented_body(example: Path) -> None:
+    emulator = Emulator(example / "state", Knobs(throttle=1.0, retry_after=57))
+    status, body, headers = emulator.handle("GET", "/v1/customers", AUTH, None)
+    assert (status, headers) == (429, {"Retry-After": "57"})
+    message = "Rate limit is exceeded. Try again in 57 seconds."
+    assert body == {"statusCode": 429, "message": message}
+
+
+def test_the_service_codes_come_with_the_service_statuses() -> None:
+    from controller.emulator import _refused
+    from controller.errors import PermanentProviderError
+
+    def answer(code: str) -> tuple[int, object]:
+        status, body, _ = _refused(PermanentProviderError("x", code=code))
+        return status, body["code"]
+
+    assert answer("900115") == (403, 900115)
+    assert answer("800090") == (400, 800090)
+    assert answer("900117") == (400, 900117)
+    assert answer("20002") == (403, 20002)
+
+
+def test_bodies_start_with_the_byte_order_mark_and_responses_do_not_wait_for_nagle(
+    example: Path,
+) -> None:
+    import socket
+
+    import httpx
+
+    from controller.emulator import make_server
+
+    nodelay: list[int] = []
+    for bom in (True, False):
+        server = make_server(example / "state", knobs=Knobs(bom=bom))
+
+        class Probe(server.RequestHandlerClass):  # type: ignore[name-defined,misc]
+            def setup(self) -> None:
+                super().setup()
+                option = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                nodelay.append(option)
+
+        server.RequestHandlerClass = Probe
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/v1/customers"
+            content = httpx.get(url, headers={"Authorization": "Bearer t"}).content
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert content.startswith(b"\xef\xbb\xbf") is bom
+    assert nodelay == [1, 1]

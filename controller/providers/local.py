@@ -12,6 +12,7 @@ from ..current import CurrentState, Customer, Partner, Subscription
 from ..errors import PermanentProviderError, StateError
 from ..fsutil import atomic_write
 from ..i18n import _
+from ..ratelimit import RateLimiter
 from .world import WorldProvider
 
 
@@ -61,8 +62,8 @@ def render_world(world: CurrentState) -> str:
 class LocalProvider(WorldProvider):
     """Reads ``world.json`` on every observation and rewrites it atomically after every action."""
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__()
+    def __init__(self, state_dir: Path, *, rate_limiter: RateLimiter | None = None) -> None:
+        super().__init__(rate_limiter=rate_limiter)
         self.path = world_path(state_dir)
 
     def load_world(self) -> CurrentState:

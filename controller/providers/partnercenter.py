@@ -1,83 +1,62 @@
-"""The Partner Center provider: a client of the Partner Center REST API (httpx).
+"""The Partner Center provider: observes and changes a real tenant (or the emulator) through
+the REST API. The HTTP contract (headers, ids, errors, throttling) is ``pcapi``'s; the resources'
+meaning is ``pcresources``'; this module says what to ask, in which order, and what an answer
+means for the action at hand.
 
-HTTP and API errors are mapped to the project's own errors at one boundary, ``_send``:
-timeouts, connection failures, 429 (with Retry-After) and 5xx are temporary; other 4xx are
-permanent, with the service's error code. Tokens never appear in errors or logs.
+- A change is a PATCH of the full resource as last read, with its etag in ``If-Match`` when it
+  has one (new-commerce items have none). A stale etag (400 code 2055, or 412) is read afresh and
+  tried once more, as a new request.
+- A change answered 202 (accepted, not done) is polled until the resource shows it, within
+  ``Polling``'s bounds; otherwise the action fails as pending: never reported applied blind.
+- A removal answered 3000 is not taken for success: the customer is read again, and only a
+  relationship that is gone (or refused with 20002) counts as removed.
+- One customer that cannot be observed (an unexpected error for its calls) is that customer's
+  failure: it is listed in ``CurrentState.unobserved`` and left out of the plan, never shown as a
+  customer without subscriptions. Failures that are everyone's (credentials) fail the run.
 """
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import threading
-import uuid
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ..current import CurrentState, Customer, Subscription
-from ..errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from ..errors import PermanentProviderError, ProviderError
 from ..i18n import _
 from ..ids import normalize_guid
 from ..ratelimit import RateLimiter
 from ..retry import RetryPolicy
 from .auth import TokenSource, token_source
-from .base import logical_request
+from .pcapi import Answer, Session, camel_keys, retry_after_seconds
+from .pcresources import (
+    active_azure_subscriptions,
+    api_path,
+    commerce_of,
+    invitation_link,
+    is_azure_commitment,
+    open_commitments,
+    open_reserved_instances,
+    parse_customer,
+    parse_subscription,
+    relationship_of,
+)
 
 DEFAULT_BASE_URL = "https://api.partnercenter.microsoft.com"
 PAGE_SIZE = 500
 NO_RELATIONSHIP = "20002"  # "No relationship between caller and account"
-RELATIONSHIP_GONE = "3000"  # "relationship does not exist": a second removal
-KNOWN_STATUSES = {"active", "suspended", "deleted", "expired", "pending", "disabled"}
-_REQUEST_NAMESPACE = uuid.UUID("6f1d8e52-3c1a-4b8e-9a57-9d0f3c2b7a10")
-
-
-def camel_keys(value: Any) -> Any:
-    """Property names as the service writes them (camelCase), also from re-serialised PascalCase."""
-    if isinstance(value, dict):
-        return {(k[:1].lower() + k[1:] if k else k): camel_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [camel_keys(v) for v in value]
-    return value
-
-
-def parse_subscription(raw: Mapping[str, Any]) -> Subscription:
-    """A subscription resource as the controller sees it; statuses it does not know (``none``)
-    count as ``disabled``: something the controller never changes."""
-    item = camel_keys(raw)
-    status = str(item.get("status", "")).lower()
-    return Subscription(
-        id=normalize_guid(item["id"]),
-        offer=item.get("offerId"),
-        name=item.get("friendlyName") or item.get("offerName"),
-        quantity=int(item.get("quantity") or 0),
-        status=status if status in KNOWN_STATUSES else "disabled",
-    )
-
-
-def parse_customer(
-    raw: Mapping[str, Any], subscriptions: tuple[Subscription, ...] | None
-) -> Customer:
-    """A customer; ``subscriptions`` None means it is not a reseller customer, or its own calls
-    are refused: relationship ``none`` (anything but ``reseller``, e.g. ``advisor``, is none)."""
-    item = camel_keys(raw)
-    profile = item.get("companyProfile") or {}
-    return Customer(
-        id=normalize_guid(item["id"]),
-        name=profile.get("companyName") or "",
-        domain=profile.get("domain"),
-        relationship="reseller" if subscriptions is not None else "none",
-        subscriptions=subscriptions or (),
-    )
-
-
-def invitation_link(raw: Mapping[str, Any]) -> str:
-    """The invitation URL of a relationship request (the service HTML-escapes it)."""
-    return html.unescape(str(camel_keys(raw)["url"]))
+RELATIONSHIP_GONE = "3000"  # documented as "Invalid property"; also seen while it still existed
+STALE_ETAG = {"2055", "412", "PreconditionFailed"}  # "Etag is no longer valid"
+EVERYONES_FAILURE = {"auth", "401"}  # a failure no single customer explains
+MAX_PAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -139,6 +118,16 @@ def checked_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+@dataclass(frozen=True)
+class Polling:
+    """How long a change answered 202 is awaited: ``attempts`` reads, ``interval`` seconds
+    apart (or what the answer's Retry-After says), ``max_wait`` seconds in all."""
+
+    attempts: int = 10
+    interval: float = 3.0
+    max_wait: float = 120.0
+
+
 class PartnerCenterProvider:
     """Observes and changes a real tenant (or the emulator) through the REST API."""
 
@@ -152,177 +141,196 @@ class PartnerCenterProvider:
         timeout: float = 30.0,
         observe_parallelism: int = 8,
         retry: RetryPolicy | None = None,
+        polling: Polling | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        self._token = token
-        self._bearer: str | None = None
-        self._limiter = rate_limiter or RateLimiter(0)
-        self._client = httpx.Client(
-            base_url=settings.base_url,
+        self._session = Session(
+            settings.base_url,
+            token,
+            rate_limiter=rate_limiter,
             transport=transport,
             timeout=timeout,
-            headers={"Accept": "application/json"},
         )
-        self._parallelism = observe_parallelism
+        self._parallelism = max(1, observe_parallelism)
         self._retry = retry or RetryPolicy()
+        self._polling = polling or Polling()
+        self._sleep = sleep
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}  # as last read, with etag
         self._lock = threading.Lock()
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str], *, rate_limiter: RateLimiter | None = None
-    ) -> PartnerCenterProvider:
-        return cls(Settings.from_env(env), token_source(env), rate_limiter=rate_limiter)
-
-    # --- the one boundary -----------------------------------------------------------------
-
-    def _send(
-        self,
-        method: str,
-        path: str,
+        cls,
+        env: Mapping[str, str],
         *,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        counted: bool = True,
-    ) -> Any:
-        """One request; returns the decoded JSON body or raises the project's own error."""
-        if counted:
-            self._limiter.acquire()
-        for attempt in (1, 2):  # a second attempt only after a 401, with a fresh token
-            response = self._exchange(method, path, json=json, headers=headers)
-            if response.status_code != 401 or attempt == 2:
-                break
-            self._bearer = None
-        return self._decode(method, path, response)
-
-    def _exchange(
-        self, method: str, path: str, *, json: Any, headers: Mapping[str, str] | None
-    ) -> httpx.Response:
-        if self._bearer is None:
-            self._bearer = self._token()
-        key = logical_request.get()
-        request_id = (
-            uuid.uuid5(_REQUEST_NAMESPACE, f"{key}|{method}|{path}") if key else uuid.uuid4()
+        rate_limiter: RateLimiter | None = None,
+        parallelism: int = 8,
+        state_dir: Path | None = None,
+    ) -> PartnerCenterProvider:
+        return cls(
+            Settings.from_env(env),
+            token_source(env, state_dir=state_dir),
+            rate_limiter=rate_limiter,
+            observe_parallelism=parallelism,
         )
-        all_headers = {
-            "Authorization": f"Bearer {self._bearer}",
-            "MS-CorrelationId": str(uuid.uuid4()),
-            "MS-RequestId": str(request_id),
-            **(headers or {}),
-        }
-        try:
-            return self._client.request(method, path, json=json, headers=all_headers)
-        except httpx.TimeoutException as exc:
-            raise TemporaryProviderError(_("{} {}: timed out").format(method, path)) from exc
-        except httpx.TransportError as exc:
-            raise TemporaryProviderError(
-                _("{} {}: connection failed: {}").format(method, path, type(exc).__name__)
-            ) from exc
-
-    def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
-        status = response.status_code
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        if status < 400:
-            return camel_keys(body)
-        error = camel_keys(body) if isinstance(body, dict) else {}
-        code = str(error.get("code", status))
-        description = str(error.get("description") or response.reason_phrase)
-        message = f"{method} {path}: HTTP {status} {code}: {description}"
-        if status == 429 or status >= 500:
-            retry_after = response.headers.get("Retry-After")
-            seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
-            raise TemporaryProviderError(message, retry_after=seconds)
-        raise PermanentProviderError(message, code=code)
 
     # --- observe -----------------------------------------------------------------------------
 
     def _read(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
-        """A GET while observing: safe to repeat, so temporary errors are retried here."""
-        return self._retry.call(lambda: self._send("GET", path, headers=headers))
+        """A GET: safe to repeat, so temporary errors are retried here."""
+        answer = self._retry.call(
+            lambda: self._session.request("GET", path, headers=headers), sleep=self._sleep
+        )
+        return answer.body
 
-    def _customer_pages(self) -> list[dict[str, Any]]:
-        customers: list[dict[str, Any]] = []
-        page = self._read(f"/v1/customers?size={PAGE_SIZE}")
+    def _items(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a collection, following ``links.next`` (a uri without ``/v1``, and
+        headers such as MS-ContinuationToken) page after page."""
+        items: list[dict[str, Any]] = []
+        page = self._read(path)
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         while True:
-            customers.extend(page.get("items") or [])
+            items.extend(page.get("items") or [])
             following = (page.get("links") or {}).get("next")
             if not following:
-                return customers
-            uri = str(following["uri"])
-            uri = (
-                uri
-                if uri.startswith("/v1/")
-                else "/v1" + ("" if uri.startswith("/") else "/") + uri
-            )
-            headers = {h["key"]: h["value"] for h in following.get("headers") or []}
+                return items
+            uri = api_path(str(following["uri"]))
+            headers = {str(h["key"]): str(h["value"]) for h in following.get("headers") or []}
+            where = (uri, tuple(sorted(headers.items())))
+            if where in seen or len(seen) >= MAX_PAGES:
+                message = _("unexpected response from Partner Center: {} pages in a loop")
+                raise PermanentProviderError(message.format(path), code="bad_response")
+            seen.add(where)
             page = self._read(uri, headers=headers)
 
-    def _subscriptions(self, raw_customer: Mapping[str, Any]) -> tuple[Subscription, ...] | None:
-        """A reseller customer's subscriptions, or None when its calls are refused (20002)."""
-        customer_id = normalize_guid(raw_customer["id"])
-        if str(raw_customer.get("relationshipToPartner", "")).lower() != "reseller":
-            return None
+    def _observe_customer(self, raw: Mapping[str, Any]) -> Customer:
+        """One customer: its subscriptions when it is a reseller customer, and, only where they
+        matter (customers with Azure), its Azure plan's active subscriptions and its open
+        reserved instances."""
+        customer_id = normalize_guid(raw["id"])
+        if relationship_of(raw) != "reseller":
+            return parse_customer(raw)  # advisor, syndication, none: never read or changed
+        base = f"/v1/customers/{customer_id}"
         try:
-            body = self._read(f"/v1/customers/{customer_id}/subscriptions")
+            raw_items = self._items(f"{base}/subscriptions")
         except PermanentProviderError as exc:
             if exc.code == NO_RELATIONSHIP:  # it ended the relationship from its side
-                return None
+                return parse_customer(raw, refused=True)
             raise
-        items = body.get("items") or []
         with self._lock:
-            for item in items:
+            for item in raw_items:
                 self._resources[(customer_id, normalize_guid(item["id"]))] = item
-        return tuple(parse_subscription(item) for item in items)
+        subscriptions = tuple(
+            self._with_entitlements(base, parse_subscription(item), item)
+            for item in raw_items
+            if not is_azure_commitment(item)
+        )
+        reservations = open_commitments(raw_items)
+        if any(_uses_azure(item) for item in raw_items):
+            reservations += open_reserved_instances(self._items(f"{base}/entitlements"))
+        return parse_customer(raw, subscriptions, reservations_open=reservations)
+
+    def _with_entitlements(
+        self, base: str, subscription: Subscription, raw: Mapping[str, Any]
+    ) -> Subscription:
+        if subscription.commerce != "azure_plan" or subscription.status not in (
+            "active",
+            "suspended",
+        ):
+            return subscription
+        entitlements = self._items(f"{base}/subscriptions/{subscription.id}/azureEntitlements")
+        active = active_azure_subscriptions(entitlements)
+        return subscription.model_copy(update={"azure_subscriptions_active": active})
+
+    def _observe_or_fail(self, raw: Mapping[str, Any]) -> Customer | ProviderError:
+        try:
+            return self._observe_customer(raw)
+        except ProviderError as exc:
+            if getattr(exc, "code", None) in EVERYONES_FAILURE:
+                raise
+            return exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # incl. pydantic's
+            return _bad_response(exc)
 
     def observe(self) -> CurrentState:
         try:
-            raw_customers = self._customer_pages()
-            with ThreadPoolExecutor(max_workers=self._parallelism) as pool:
-                subscriptions = list(pool.map(self._subscriptions, raw_customers))
-            customers = tuple(
-                parse_customer(raw, subs)
-                for raw, subs in zip(raw_customers, subscriptions, strict=True)
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # incl. pydantic's
-            first_line = next(iter(str(exc).splitlines()), "")
-            raise PermanentProviderError(
-                _("unexpected response from Partner Center: {}: {}").format(
-                    type(exc).__name__, first_line
-                ),
-                code="bad_response",
-            ) from exc
+            raw_customers = self._items(f"/v1/customers?size={PAGE_SIZE}")
+            ids = [normalize_guid(raw["id"]) for raw in raw_customers]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _bad_response(exc) from exc
+        with ThreadPoolExecutor(max_workers=self._parallelism) as pool:
+            outcomes = list(pool.map(self._observe_or_fail, raw_customers))
+        failures = {i: o for i, o in zip(ids, outcomes, strict=True) if isinstance(o, Exception)}
+        tried = sum(relationship_of(raw) == "reseller" for raw in raw_customers)
+        if failures and len(failures) == tried:  # nobody could be read: the run's failure
+            raise next(iter(failures.values()))
+        customers = tuple(
+            o if isinstance(o, Customer) else parse_customer(raw)
+            for raw, o in zip(raw_customers, outcomes, strict=True)
+        )
         return CurrentState(
             partner={"id": self.settings.tenant_id, "name": ""},
             customers=customers,
             now=datetime.now(UTC),
+            unobserved={i: str(e) for i, e in failures.items()},
         )
 
     # --- actions ---------------------------------------------------------------------------
 
+    def _subscription_path(self, customer_id: str, subscription_id: str) -> str:
+        return f"/v1/customers/{customer_id.lower()}/subscriptions/{subscription_id.lower()}"
+
     def _patch_subscription(self, customer_id: str, subscription_id: str, **change: Any) -> None:
-        """PATCH the full resource as last read, with ``change`` applied and its etag in
-        If-Match; read it afresh first if it was never read, or once if the etag went stale."""
+        """PATCH the full resource as last read, with ``change`` applied and its etag (if it has
+        one) in If-Match; read it afresh first if it was never read, or once if the etag went
+        stale. A 202 is awaited until the resource shows the change."""
         key = (customer_id.lower(), subscription_id.lower())
-        path = f"/v1/customers/{key[0]}/subscriptions/{key[1]}"
+        path = self._subscription_path(*key)
         with self._lock:
             resource = self._resources.get(key)
         for attempt in (1, 2):
             if resource is None or attempt == 2:
-                resource = self._send("GET", path)
-            etag = str((resource.get("attributes") or {}).get("etag", ""))
-            body = {**resource, **change}
+                resource = self._read(path)
+            etag = (resource.get("attributes") or {}).get("etag")
+            headers = {"If-Match": str(etag)} if etag else {}
             try:
-                updated = self._send("PATCH", path, json=body, headers={"If-Match": etag})
+                answer = self._session.request(
+                    "PATCH", path, json={**resource, **change}, headers=headers
+                )
             except PermanentProviderError as exc:
-                if exc.code in ("412", "PreconditionFailed") and attempt == 1:
-                    continue
+                if exc.code in STALE_ETAG and attempt == 1:
+                    continue  # someone changed it since it was read: read again, new request
                 raise
+            updated = self._settled(path, answer, change)
             with self._lock:
-                self._resources[key] = updated if isinstance(updated, dict) else body
+                self._resources[key] = updated
             return
+
+    def _settled(self, path: str, answer: Answer, change: Mapping[str, Any]) -> dict[str, Any]:
+        """The resource once it shows ``change``: the answer itself, or, after a 202, the
+        resource read again until it does (bounded); else the action is pending."""
+        body = answer.body if isinstance(answer.body, dict) else None
+        if answer.status != 202 and body is not None and _shows(body, change):
+            return body
+        if answer.status != 202:
+            return self._read(path)  # a 200 without the resource: trust, but keep it fresh
+        interval = _retry_after(answer) or self._polling.interval
+        started = time.monotonic()
+        for _attempt in range(self._polling.attempts):
+            if time.monotonic() - started + interval > self._polling.max_wait:
+                break
+            self._sleep(interval)
+            resource = self._read(path)
+            if _shows(resource, change):
+                return dict(resource)
+        raise PermanentProviderError(
+            _(
+                "{}: Partner Center accepted the change ({}) with 202 but does not show it after "
+                "{:.0f} s; it may still complete: the next plan shows whether it did"
+            ).format(path, _describe(change), time.monotonic() - started),
+            code="pending",
+        )
 
     def suspend_subscription(self, customer_id: str, subscription_id: str) -> None:
         self._patch_subscription(customer_id, subscription_id, status="suspended")
@@ -334,21 +342,75 @@ class PartnerCenterProvider:
         self._patch_subscription(customer_id, subscription_id, quantity=quantity)
 
     def cancel_subscription(self, customer_id: str, subscription_id: str) -> None:
+        """Cancel a new-commerce subscription: PATCH ``status: deleted`` (inside its window)."""
         self._patch_subscription(customer_id, subscription_id, status="deleted")
 
     def set_auto_renew(self, customer_id: str, subscription_id: str, enabled: bool) -> None:
         self._patch_subscription(customer_id, subscription_id, autoRenewEnabled=enabled)
 
     def remove_relationship(self, customer_id: str) -> None:
+        path = f"/v1/customers/{customer_id.lower()}"
         body = {"relationshipToPartner": "none", "attributes": {"objectType": "Customer"}}
         try:
-            self._send("PATCH", f"/v1/customers/{customer_id.lower()}", json=body)
+            self._session.request("PATCH", path, json=body)
         except PermanentProviderError as exc:
-            if exc.code != RELATIONSHIP_GONE:  # already removed: what was wanted
+            if exc.code == NO_RELATIONSHIP:
+                return  # already gone
+            if exc.code != RELATIONSHIP_GONE:
                 raise
+            still = self._relationship_now(path)
+            if still != "none":
+                raise PermanentProviderError(
+                    _(
+                        "{}; the customer, read again, still shows relationship {}: not removed"
+                    ).format(exc, still),
+                    code=RELATIONSHIP_GONE,
+                ) from exc
+
+    def _relationship_now(self, path: str) -> str:
+        """The customer's relationship as the service shows it now (``none`` when refused)."""
+        try:
+            return relationship_of(self._read(path) or {})
+        except PermanentProviderError as exc:
+            if exc.code in (NO_RELATIONSHIP, "404"):
+                return "none"
+            raise
 
     def request_relationship(self, customer_id: str) -> str:
-        return invitation_link(self._send("GET", "/v1/customers/relationshiprequests"))
+        answer = self._session.request("GET", "/v1/customers/relationshiprequests")
+        return invitation_link(answer.body)
 
     def close(self) -> None:
-        self._client.close()
+        self._session.close()
+
+
+def _uses_azure(raw: Mapping[str, Any]) -> bool:
+    """A subscription under which reserved instances may have been bought: the Azure plan, an
+    Azure commitment, or a legacy Azure offer (MS-AZR-...)."""
+    item = camel_keys(raw)
+    offer = str(item.get("offerId") or "").upper()
+    return commerce_of(item)[0] == "azure_plan" or offer.startswith("MS-AZR-")
+
+
+def _shows(resource: Mapping[str, Any], change: Mapping[str, Any]) -> bool:
+    item = camel_keys(dict(resource))
+    return all(
+        str(item.get(k)).lower() == str(v).lower() if isinstance(v, str) else item.get(k) == v
+        for k, v in change.items()
+    )
+
+
+def _describe(change: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in change.items())
+
+
+def _retry_after(answer: Answer) -> float | None:
+    return retry_after_seconds(answer.headers.get("Retry-After"))
+
+
+def _bad_response(exc: Exception) -> PermanentProviderError:
+    first_line = next(iter(str(exc).splitlines()), "")
+    return PermanentProviderError(
+        _("unexpected response from Partner Center: {}: {}").format(type(exc).__name__, first_line),
+        code="bad_response",
+    )

@@ -9,14 +9,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..current import CurrentState
+from ..ratelimit import RateLimiter
 from . import rules
 
 
 class WorldProvider:
-    """Applies each action to the world under one lock: read, check the rules, write."""
+    """Applies each action to the world under one lock: read, check the rules, write.
 
-    def __init__(self) -> None:
+    Each observation and each action counts as one request against ``rate_limiter`` (none by
+    default: a simulated world has no service to protect; ``--rate-limit`` simulates one)."""
+
+    def __init__(self, *, rate_limiter: RateLimiter | None = None) -> None:
         self._mutex = threading.Lock()
+        self._limiter = rate_limiter or RateLimiter(0)
 
     def load_world(self) -> CurrentState:
         raise NotImplementedError
@@ -32,6 +37,7 @@ class WorldProvider:
         return world if world.now is not None else world.at(self.clock())
 
     def observe(self) -> CurrentState:
+        self._limiter.acquire()
         with self._mutex:
             return self._clocked(self.load_world())
 
@@ -39,6 +45,7 @@ class WorldProvider:
         """Replace the world by ``change(world)``, atomically with respect to other changes.
         ``change`` sees the world's clock (or the wall clock); a world without a clock of its
         own is stored without one."""
+        self._limiter.acquire()
         with self._mutex:
             world = self.load_world()
             changed = change(self._clocked(world))
@@ -63,6 +70,7 @@ class WorldProvider:
         self.change(lambda w: rules.remove_relationship(w, customer_id))
 
     def request_relationship(self, customer_id: str) -> str:
+        self._limiter.acquire()
         with self._mutex:
             return rules.request_relationship(self.load_world(), customer_id)
 
