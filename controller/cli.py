@@ -374,7 +374,7 @@ def _run(
         # A dry run is short and makes no cycles worth collecting: the collector's passes over
         # the many objects of a large plan would only cost time (see perf.paused_gc).
         gc.disable()
-    desired = load_specs(specs_dir, cache=spec_cache_path(state_dir))
+    desired = load_specs(specs_dir, cache=spec_cache_path(specs_dir))
     if dry_run:
         return _dry_run(desired, options, output, detailed_exitcode, plan_out)
     return _apply(desired, options, output, plan_file, yes)

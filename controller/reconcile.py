@@ -75,9 +75,12 @@ def open_provider(options: Options) -> Provider:
     return LocalProvider(options.state_dir, rate_limiter=rate_limiter)
 
 
-def spec_cache_path(state_dir: Path) -> Path:
-    """Where parsed specs are cached (see ``spec.SpecCache``)."""
-    return state_dir / ".cache" / "specs.json"
+def spec_cache_path(specs_dir: Path) -> Path | None:
+    """Where the parsed specs of ``specs_dir`` are cached: in the user's cache directory, never
+    in the checkout (see ``speccache``); None when the environment turns the cache off."""
+    from .speccache import cache_file
+
+    return cache_file(specs_dir, os.environ)
 
 
 def open_store(options: Options, desired: Desired | None = None) -> RecordStore:

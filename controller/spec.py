@@ -6,7 +6,6 @@ a problem is it parsed again with node marks, to point at the line of the offend
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -14,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-import pydantic
 import yaml
 from pydantic import (
     BaseModel,
@@ -28,16 +25,13 @@ from pydantic import (
     field_validator,
 )
 
-from . import __version__
 from .errors import SpecError, SpecProblem
-from .fsutil import atomic_write
 from .i18n import _
 from .ids import CustomerId, Guid
 from .perf import paused_gc
+from .speccache import SpecCache
 from .specfiles import find_spec_files, read_spec_bytes
 from .yamlload import Path_, cut, format_field, line_of, load_yaml, locate_lines, short
-
-__all__ = ["find_spec_files", "locate_lines"]  # re-exported: spec loading's public helpers
 
 
 class _SpecModel(BaseModel):
@@ -222,58 +216,6 @@ def _decode(raw: bytes, name: str) -> _SourceFile:
         raise SpecError([SpecProblem(name, 1, "", _("not UTF-8 text"))]) from exc
 
 
-class SpecCache:
-    """Validated spec files by path and content hash, so that unchanged specs are not parsed
-    again. Never trusted over the file: an entry serves only while the file's sha256 matches;
-    a cache that is missing, stale, damaged or from another version is simply not used. It is
-    written only for specs large enough for parsing to matter."""
-
-    VERSION = f"1/{__version__}/pydantic {pydantic.VERSION}"
-    MIN_BYTES = 256 * 1024
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._old: dict[str, Any] = {}
-        self._new: dict[str, Any] = {}
-        self._bytes = 0
-        self._changed = False
-        if path is not None:
-            try:
-                loaded = orjson.loads(path.read_bytes())
-                if loaded.get("version") == self.VERSION:
-                    self._old = loaded["files"]
-            except Exception:  # noqa: BLE001 - any damage just means no cache
-                self._old = {}
-
-    def get(self, name: str, digest: str) -> SpecFile | None:
-        entry = self._old.get(name)
-        if not entry or entry.get("sha256") != digest:
-            return None
-        try:
-            spec = SpecFile.model_validate(entry["spec"])
-        except (ValidationError, KeyError, TypeError):
-            return None
-        self._new[name] = entry
-        return spec
-
-    def put(self, name: str, digest: str, spec: SpecFile) -> None:
-        # Kept as JSON bytes, not dicts: a fraction of the memory, while parsing is at its peak.
-        entry = {"sha256": digest, "spec": orjson.Fragment(spec.model_dump_json())}
-        self._new[name] = orjson.Fragment(orjson.dumps(entry))
-        self._changed = True
-
-    def count(self, size: int) -> None:
-        self._bytes += size
-
-    def save(self) -> None:
-        changed = self._changed or self._new.keys() != self._old.keys()
-        if self.path is None or not changed or self._bytes < self.MIN_BYTES:
-            return
-        document = {"version": self.VERSION, "files": self._new}
-        with contextlib.suppress(OSError):  # a cache not written costs time, never correctness
-            atomic_write(self.path, orjson.dumps(document).decode())
-
-
 def _parse_all(
     paths: list[Path], cache: SpecCache
 ) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
@@ -283,20 +225,36 @@ def _parse_all(
             cache.count(len(raw))
             digest = hashlib.sha256(raw).hexdigest()
             source = _decode(raw, str(path))
-            spec = cache.get(source.name, digest)
+            spec = _cached(cache, source, digest)
             if spec is None:
                 spec = _parse(source)
-                cache.put(source.name, digest, spec)
+                cache.put(source.name, digest, spec.model_dump_json())
             yield source, spec
         except SpecError as exc:
             yield exc
 
 
+def _cached(cache: SpecCache, source: _SourceFile, digest: str) -> SpecFile | None:
+    """The cached spec of ``source`` after exactly the checks a parsed one passes, or None
+    (then the file is parsed): a cached entry is never trusted over them."""
+    raw_spec = cache.get(source.name, digest)
+    if raw_spec is None:
+        return None
+    try:
+        spec = SpecFile.model_validate(raw_spec)
+        _check_subscription_ids(source, spec)
+    except (ValidationError, SpecError):
+        cache.drop(source.name)
+        return None
+    return spec
+
+
 def load_specs(specs_dir: Path, *, cache: Path | None = None) -> Desired:
     """Load, validate and merge every spec file under ``specs_dir``; raise SpecError listing all
-    problems (each ``FILE:LINE: field: message``) if any file is invalid. With ``cache``, files
-    unchanged since a previous load are taken from it instead of being parsed again."""
-    spec_cache = SpecCache(cache)
+    problems (each ``FILE:LINE: field: message``) if any file is invalid. With ``cache`` (see
+    ``speccache``), files unchanged since a previous load are taken from it instead of being
+    parsed again."""
+    spec_cache = SpecCache(cache, specs_dir)
     with paused_gc():
         desired = _merge(_parse_all(find_spec_files(specs_dir), spec_cache))
     spec_cache.save()

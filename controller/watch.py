@@ -137,9 +137,8 @@ class Watcher:
         return result
 
     def _pass(self) -> PassResult:
-        desired = load_specs(
-            self.settings.specs_dir, cache=spec_cache_path(self.settings.options.state_dir)
-        )
+        specs_dir = self.settings.specs_dir
+        desired = load_specs(specs_dir, cache=spec_cache_path(specs_dir))
         if self.settings.dry_run:
             plan = dry_run(desired, self.settings.options)
             if plan.has_changes or self.emit_idle:

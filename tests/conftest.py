@@ -25,8 +25,10 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 def own_token_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MSAL's token cache of every test (and of the commands it runs) in a folder of its own,
-    never the user's cache directory."""
+    """MSAL's token cache and the parse cache of every test (and of the commands it runs) in a
+    folder of its own, never the user's cache directory."""
+    monkeypatch.delenv("PARTNER_RECONCILER_CACHE_DIR", raising=False)
+    monkeypatch.delenv("PARTNER_RECONCILER_NO_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from pathlib import Path
 
+import orjson
 import pytest
-from helpers import gid
+from helpers import gid, run
 
 from controller import spec as spec_module
 from controller.errors import SpecError
 from controller.spec import SpecCache, load_specs
+from controller.speccache import cache_file
 
 
 def write_customer(directory: Path, n: int, quantity: int = 1) -> Path:
@@ -44,7 +49,7 @@ def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_unchanged_files_come_from_the_cache(specs: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cache = tmp_path / "state" / ".cache" / "specs.json"
+    cache = tmp_path / "cache" / "specs.json"
     first = load_specs(specs, cache=cache)
     assert cache.exists()
     parsed = count_parses(monkeypatch)
@@ -89,3 +94,109 @@ def test_small_specs_write_no_cache(tmp_path: Path) -> None:
     write_customer(specs, 1)
     load_specs(specs, cache=tmp_path / "cache.json")
     assert not (tmp_path / "cache.json").exists()
+
+
+def _plant_poisoned_cache(example: Path, target: Path) -> None:
+    """What a pull request could commit: a cache entry whose sha256 matches ``target`` (so it is
+    served instead of the file) but whose spec drops the customer."""
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    poisoned = {
+        "version": SpecCache.VERSION,
+        "files": {str(target.relative_to(example)): {"sha256": digest, "spec": {"customers": []}}},
+    }
+    cache = example / "state" / ".cache" / "specs.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(orjson.dumps(poisoned))
+
+
+def test_a_cache_committed_to_the_checkout_has_no_effect(example: Path) -> None:
+    contoso = example / "specs" / "customers" / "contoso.yaml"
+    before = run("--dry-run", "--output", "json", cwd=example)
+    _plant_poisoned_cache(example, contoso)
+    after = run("--dry-run", "--output", "json", cwd=example)
+    assert after.returncode == before.returncode == 0, after.stderr
+    plan = json.loads(after.stdout)
+    assert not [
+        a
+        for a in plan["actions"]
+        if a["type"] == "remove_relationship"
+        and a["customer_id"] == "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
+    ]
+    assert plan == json.loads(before.stdout)
+
+
+def _write_entry(cache: Path, specs: Path, name: str, spec: dict[str, object], key: bytes) -> None:
+    """A cache file holding one entry for ``name``, authenticated with ``key``."""
+    path = specs / name
+    entry = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "spec": spec}
+    body = orjson.dumps(
+        {
+            "version": SpecCache.VERSION,
+            "specs_dir": str(specs.resolve()),
+            "files": {str(path): entry},
+        }
+    )
+    cache.write_bytes(hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b"\n" + body)
+
+
+def test_the_cache_lives_in_the_users_cache_directory_keyed_by_the_specs_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    here = cache_file(Path("specs"), environ)
+    assert here is not None and here.parent == tmp_path / "xdg" / "partner-reconciler"
+    assert cache_file(tmp_path / "specs", environ) == here  # the absolute directory is the key
+    assert cache_file(tmp_path / "other", environ) != here
+    assert not here.is_relative_to(tmp_path / "specs")
+    moved = cache_file(Path("specs"), {**environ, "PARTNER_RECONCILER_CACHE_DIR": "/var/cache/x"})
+    assert moved is not None and moved.parent == Path("/var/cache/x")
+    assert cache_file(Path("specs"), {**environ, "PARTNER_RECONCILER_NO_CACHE": "1"}) is None
+    relative = cache_file(Path("specs"), {"XDG_CACHE_HOME": "rel", "HOME": str(tmp_path)})
+    assert relative is not None and relative.parent == Path.home() / ".cache/partner-reconciler"
+
+
+def test_a_forged_entry_in_the_cache_directory_is_not_believed(specs: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache" / "specs.json"
+    expected = load_specs(specs, cache=cache)
+    assert oct((cache.parent / "key").stat().st_mode & 0o777) == "0o600"
+    _write_entry(cache, specs, "c2.yaml", {"customers": []}, key=b"not the machine's key" * 2)
+    assert load_specs(specs, cache=cache) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"customers": []},  # stands for a changed parser: still believed, the MAC is right
+        {"customers": [{"id": gid(2), "name": "C2", "subscriptions": [{"id": gid(20)}] * 2}]},
+        {
+            "customers": [
+                {"id": gid(2), "name": "C2", "subscriptions": [{"id": gid(20), "quantity": 0}]}
+            ]
+        },
+        {"customers": "not a list"},
+        ["not", "a", "mapping"],
+    ],
+    ids=["authentic", "duplicate subscriptions", "out of bounds", "wrong type", "wrong shape"],
+)
+def test_a_cached_spec_passes_the_checks_of_a_parsed_one(
+    specs: Path, tmp_path: Path, spec: object
+) -> None:
+    cache = tmp_path / "cache" / "specs.json"
+    expected = load_specs(specs, cache=cache)
+    key = (cache.parent / "key").read_bytes()
+    _write_entry(cache, specs, "c2.yaml", spec, key)  # type: ignore[arg-type]
+    loaded = load_specs(specs, cache=cache)
+    if spec == {"customers": []}:  # authentic and valid: served (this is what the key is for)
+        assert gid(2) not in loaded.customers
+    else:  # fails a check: not served, the file is parsed
+        assert loaded == expected
+
+
+def test_a_key_others_can_read_means_no_cache(specs: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache" / "specs.json"
+    load_specs(specs, cache=cache)
+    (cache.parent / "key").chmod(0o644)
+    parsed = count_parses(monkeypatch)
+    load_specs(specs, cache=cache)
+    assert sorted(parsed) == ["c1.yaml", "c2.yaml", "c3.yaml"]

@@ -1,0 +1,149 @@
+"""The parse cache: validated spec files kept between runs, so that unchanged specs are not parsed
+again (see README, "Performance at scale").
+
+Specs and the state directory come from a repository that pull requests change, so the cache
+never does: it lives in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``, under
+``partner-reconciler/``), one file per specs directory (keyed by its absolute path), and each file
+is authenticated with an HMAC key kept beside it (``key``, mode 0600, made on first use, never
+written anywhere else), so that a cache file brought in from elsewhere (a shared CI cache, a copy)
+is not believed. An entry serves only while the spec file's sha256 matches, and what it serves is
+validated and checked exactly as a freshly parsed file is (``spec._cached``). A cache that is
+missing, damaged, unauthenticated or of another shape is ignored and rebuilt, never trusted.
+
+``PARTNER_RECONCILER_CACHE_DIR`` moves the cache; ``PARTNER_RECONCILER_NO_CACHE=1`` turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pydantic
+
+from . import __version__
+from .fsutil import atomic_write
+
+DIR_VARIABLE = "PARTNER_RECONCILER_CACHE_DIR"
+OFF_VARIABLE = "PARTNER_RECONCILER_NO_CACHE"
+KEY_BYTES = 32
+
+
+def cache_file(specs_dir: Path, environ: Mapping[str, str]) -> Path | None:
+    """Where the parse cache of ``specs_dir`` lives, or None when it is turned off."""
+    if environ.get(OFF_VARIABLE, "").strip() not in ("", "0"):
+        return None
+    try:
+        base = _cache_dir(environ)
+    except RuntimeError:  # no home directory to find a cache directory in: no cache
+        return None
+    digest = hashlib.sha256(os.fsencode(specs_dir.resolve())).hexdigest()[:32]
+    return base / f"specs-{digest}.json"
+
+
+def _cache_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get(DIR_VARIABLE):
+        return Path(environ[DIR_VARIABLE]).absolute()
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # XDG: absolute only
+    return base / "partner-reconciler"
+
+
+def _machine_key(directory: Path) -> bytes | None:
+    """The HMAC key of this cache directory, made on first use; None when it cannot be had
+    safely (not ours, readable by others, not a regular file): then there is no cache."""
+    path = directory / "key"
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_bytes(KEY_BYTES))
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(file.fileno())
+        safe = stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+        if not safe or info.st_mode & 0o077:
+            return None
+        key = file.read(KEY_BYTES + 1)
+    return key if len(key) == KEY_BYTES else None
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+
+
+class SpecCache:
+    """Validated spec files (as JSON) by path and content hash. Written only for specs large
+    enough for parsing to matter."""
+
+    VERSION = f"2/{__version__}/pydantic {pydantic.VERSION}"
+    MIN_BYTES = 256 * 1024
+
+    def __init__(self, path: Path | None, specs_dir: Path | None = None) -> None:
+        self.path = path
+        self._specs_dir = str(specs_dir.resolve()) if specs_dir is not None else ""
+        self._key: bytes | None = None
+        self._old: dict[str, Any] = {}
+        self._new: dict[str, Any] = {}
+        self._bytes = 0
+        self._changed = False
+        if path is not None:
+            try:
+                self._key = _machine_key(path.parent)
+                self._old = self._read(path) if self._key else {}
+            except (OSError, ValueError):  # any damage just means no cache
+                self._old = {}
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        assert self._key is not None
+        mac, _newline, body = path.read_bytes().partition(b"\n")
+        if not hmac.compare_digest(mac, _mac(self._key, body)):
+            return {}
+        loaded = orjson.loads(body)
+        if not isinstance(loaded, dict) or loaded.get("version") != self.VERSION:
+            return {}
+        files = loaded.get("files")
+        if loaded.get("specs_dir") != self._specs_dir or not isinstance(files, dict):
+            return {}
+        return files
+
+    def get(self, name: str, digest: str) -> dict[str, Any] | None:
+        """The cached spec of ``name`` (a dict to validate) while its sha256 is ``digest``."""
+        entry = self._old.get(name)
+        if not isinstance(entry, dict) or entry.get("sha256") != digest:
+            return None
+        spec = entry.get("spec")
+        if not isinstance(spec, dict):
+            return None
+        self._new[name] = orjson.Fragment(orjson.dumps(entry))
+        return spec
+
+    def put(self, name: str, digest: str, spec_json: str) -> None:
+        # Kept as JSON bytes, not dicts: a fraction of the memory, while parsing is at its peak.
+        entry = {"sha256": digest, "spec": orjson.Fragment(spec_json)}
+        self._new[name] = orjson.Fragment(orjson.dumps(entry))
+        self._changed = True
+
+    def drop(self, name: str) -> None:
+        """Forget ``name``: its cached form did not pass the checks."""
+        self._new.pop(name, None)
+        self._changed = True
+
+    def count(self, size: int) -> None:
+        self._bytes += size
+
+    def save(self) -> None:
+        changed = self._changed or self._new.keys() != self._old.keys()
+        if self.path is None or self._key is None or not changed or self._bytes < self.MIN_BYTES:
+            return
+        document = {"version": self.VERSION, "specs_dir": self._specs_dir, "files": self._new}
+        body = orjson.dumps(document)
+        with contextlib.suppress(OSError):  # a cache not written costs time, never correctness
+            atomic_write(self.path, (_mac(self._key, body) + b"\n" + body).decode())
