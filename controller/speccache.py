@@ -1,16 +1,18 @@
 """The parse cache: validated spec files kept between runs, so that unchanged specs are not parsed
 again (see README, "Performance at scale").
 
-Specs and the state directory come from a repository that pull requests change, so the cache
-never does: it lives in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``, under
+Specs and the state directory come from a repository that pull requests change, so the cache never
+does: it lives in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``, under
 ``partner-reconciler/``), one file per specs directory (keyed by its absolute path), and each file
-is authenticated with an HMAC key kept beside it (``key``, mode 0600, made on first use, never
-written anywhere else), so that a cache file brought in from elsewhere (a shared CI cache, a copy)
-is not believed. An entry serves only while the spec file's sha256 matches, and what it serves is
-validated and checked exactly as a freshly parsed file is (``spec._cached``). A cache that is
-missing, damaged, unauthenticated or of another shape is ignored and rebuilt, never trusted.
+is authenticated with an HMAC key kept beside it (``specs-cache.key``, mode 0600, made on first use,
+never written anywhere else), so that a cache file brought in from elsewhere (a shared CI cache, a
+copy) is not believed. An entry serves only while the spec file's sha256 matches, and what it
+serves is validated and checked exactly as a freshly parsed file is (``spec._cached``). A cache
+that is missing, damaged, unauthenticated or of another shape is ignored and rebuilt, never
+trusted.
 
-``PARTNER_RECONCILER_CACHE_DIR`` moves the cache; ``PARTNER_RECONCILER_NO_CACHE=1`` turns it off.
+``PARTNER_RECONCILER_CACHE_DIR`` moves the cache (default: platformdirs' user cache directory);
+``PARTNER_RECONCILER_NO_CACHE=1`` turns it off.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def cache_file(specs_dir: Path, environ: Mapping[str, str]) -> Path | None:
         return None
     try:
         base = _cache_dir(environ)
-    except RuntimeError:  # no home directory to find a cache directory in: no cache
+    except (RuntimeError, KeyError):  # no home directory to find a cache directory in: no cache
         return None
     digest = hashlib.sha256(os.fsencode(specs_dir.resolve())).hexdigest()[:32]
     return base / f"specs-{digest}.json"
@@ -51,15 +53,15 @@ def cache_file(specs_dir: Path, environ: Mapping[str, str]) -> Path | None:
 def _cache_dir(environ: Mapping[str, str]) -> Path:
     if environ.get(DIR_VARIABLE):
         return Path(environ[DIR_VARIABLE]).absolute()
-    xdg = environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # XDG: absolute only
-    return base / "partner-reconciler"
+    import platformdirs  # $XDG_CACHE_HOME or ~/.cache on Linux; the platform's own elsewhere
+
+    return Path(platformdirs.user_cache_dir("partner-reconciler"))
 
 
 def _machine_key(directory: Path) -> bytes | None:
     """The HMAC key of this cache directory, made on first use; None when it cannot be had
     safely (not ours, readable by others, not a regular file): then there is no cache."""
-    path = directory / "key"
+    path = directory / "specs-cache.key"
     with contextlib.suppress(FileExistsError):
         directory.mkdir(parents=True, mode=0o700, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
