@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from .errors import ReconcileError, SpecError
-from .i18n import _
+from .i18n import _, ngettext
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -481,10 +481,13 @@ class _ApplySession:
         if self.output == "text":
             click.echo(_render_plan(plan, self.output), nl=False)
         if self.interactive:
-            question = _("Apply these {} actions? Only 'yes' will be accepted")
-            answer = click.prompt(
-                question.format(len(plan.actions)), default="", show_default=False, err=True
-            )
+            n = len(plan.actions)
+            question = ngettext(
+                "Apply this {} action? Only 'yes' will be accepted",
+                "Apply these {} actions? Only 'yes' will be accepted",
+                n,
+            ).format(n)
+            answer = click.prompt(question, default="", show_default=False, err=True)
             if answer.strip() != "yes":
                 click.echo(_("Apply cancelled."), err=True)
                 return False
@@ -557,8 +560,12 @@ def validate(specs_dir: Path) -> None:
     desired = load_specs(specs_dir)
     subscriptions = sum(len(c.subscriptions) for c in desired.customers.values())
     click.echo(
-        _("{} files, {} customers, {} subscriptions: valid.").format(
-            len(desired.files), len(desired.customers), subscriptions
+        _("{}, {}, {}: valid.").format(
+            ngettext("{} file", "{} files", len(desired.files)).format(len(desired.files)),
+            ngettext("{} customer", "{} customers", len(desired.customers)).format(
+                len(desired.customers)
+            ),
+            ngettext("{} subscription", "{} subscriptions", subscriptions).format(subscriptions),
         )
     )
 
@@ -604,7 +611,11 @@ def import_(
     for path in result.files:
         click.echo(_("wrote {}").format(path))
     click.echo(
-        _("Imported {} customers; they are managed from now on.").format(len(result.customers))
+        ngettext(
+            "Imported {} customer; it is managed from now on.",
+            "Imported {} customers; they are managed from now on.",
+            len(result.customers),
+        ).format(len(result.customers))
     )
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .current import CurrentState, Customer
 from .diff import CustomerDiff, diff_states, normalize_name
 from .errors import PlanError
-from .i18n import _
+from .i18n import _, ngettext
 from .ids import CustomerId, Guid
 from .records import Records, effective_protected
 from .spec import Desired
@@ -103,6 +103,9 @@ class Plan:
     unmanaged: tuple[Unmanaged, ...] = ()
     warnings: tuple[str, ...] = ()
     names: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # What was observed: "partner_center" (the service or its emulator) or "local_world"; only
+    # for wording ("Partner Center matches the specs" is said of Partner Center only).
+    source: str = field(default="partner_center", compare=False)
 
     @property
     def has_changes(self) -> bool:
@@ -153,9 +156,12 @@ def check_removal_limit(plan: Plan, *, max_removals: int, allow_mass_removal: bo
     """Refuse to apply a plan that removes more relationships than the limit."""
     if plan.removals > max_removals and not allow_mass_removal:
         raise PlanError(
-            _(
+            ngettext(
+                "the plan removes {} relationship, more than --max-removals {}; refusing "
+                "(raise the limit or pass --allow-mass-removal)",
                 "the plan removes {} relationships, more than --max-removals {}; refusing "
-                "(raise the limit or pass --allow-mass-removal)"
+                "(raise the limit or pass --allow-mass-removal)",
+                plan.removals,
             ).format(plan.removals, max_removals)
         )
 

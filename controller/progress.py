@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .document import ActionResult
-from .i18n import _
+from .i18n import _, ngettext
 from .plan import Action
 from .render.text import result_line
 
@@ -32,7 +32,7 @@ class LineProgress:
         self.names = names
 
     def start(self, total: int) -> None:
-        log.info(_("applying %d actions"), total)
+        log.info(ngettext("applying %d action", "applying %d actions", total), total)
 
     def advance(self, action: Action, result: ActionResult) -> None:
         log.info("%s", result_line(action, result, self.names))

@@ -15,7 +15,7 @@ from .current import CurrentState
 from .document import ActionResult
 from .drift import attribute_drift, settled_snapshot, spec_snapshot
 from .errors import PlanError, StalePlanError
-from .i18n import _
+from .i18n import _, ngettext
 from .perf import paused_gc
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
 from .providers.base import Provider
@@ -142,7 +142,15 @@ def make_plan(
         records = store.load()
         check_partner(desired, current, records)
         made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
-        return target(leave_out_unobserved(made, current.unobserved), targets)
+        made = target(leave_out_unobserved(made, current.unobserved), targets)
+        return replace(made, source=observed_source(provider))
+
+
+def observed_source(provider: Provider) -> str:
+    """What a plan was made from, for its wording: a simulated world, or Partner Center."""
+    from .providers.world import WorldProvider
+
+    return "local_world" if isinstance(provider, WorldProvider) else "partner_center"
 
 
 def dry_run(desired: Desired, options: Options) -> Plan:
@@ -152,9 +160,12 @@ def dry_run(desired: Desired, options: Options) -> Plan:
     with opened(open_store(options, desired)) as store:
         result = make_plan(desired, provider, store, options.targets)
     if result.removals > options.max_removals and not options.allow_mass_removal:
-        warning = _(
+        warning = ngettext(
+            "this plan removes {} relationship, more than --max-removals {}: "
+            "applying it will be refused",
             "this plan removes {} relationships, more than --max-removals {}: "
-            "applying it will be refused"
+            "applying it will be refused",
+            result.removals,
         ).format(result.removals, options.max_removals)
         result = replace(result, warnings=(*result.warnings, warning))
     return result
@@ -198,7 +209,7 @@ def apply(
         results = executor.run(chosen) if chosen.has_changes else ()
         after = provider.observe()
         remaining = _record_and_replan(desired, after, store, options.targets)
-        return Outcome(chosen, results, remaining)
+        return Outcome(chosen, results, replace(remaining, source=chosen.source))
 
 
 def _choose(fresh: Plan, saved: Plan | None) -> Plan:
@@ -211,7 +222,7 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
                 "(fingerprint {} now, {} in the plan); make a new plan"
             ).format(fresh.fingerprint[:12], saved.fingerprint[:12])
         )
-    return replace(saved, names=fresh.names)
+    return replace(saved, names=fresh.names, source=fresh.source)
 
 
 def _record_and_replan(

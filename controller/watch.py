@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ReconcileError
-from .i18n import _
+from .i18n import _, ngettext
 from .plan import Plan
 from .reconcile import Options, apply, dry_run, spec_cache_path
 from .records import utc_now
@@ -188,9 +188,11 @@ class Watcher:
                 utc_now(), self.passes, seconds, first
             )
         if self.settings.dry_run:
-            return _("{} pass {}: planned {} changes, {} blocked ({:.1f} s)").format(
-                utc_now(), self.passes, result.left, result.blocked, seconds
-            )
+            return ngettext(
+                "{} pass {}: planned {} change, {} blocked ({:.1f} s)",
+                "{} pass {}: planned {} changes, {} blocked ({:.1f} s)",
+                result.left,
+            ).format(utc_now(), self.passes, result.left, result.blocked, seconds)
         return _("{} pass {}: applied {}, failed {}, blocked {}, left {} ({:.1f} s)").format(
             utc_now(),
             self.passes,

@@ -379,3 +379,54 @@ def test_world_init_and_additions_make_a_world_to_try_things_out(tmp_path: Path)
     replaced = run("world", "init", "--force", cwd=tmp_path)
     assert replaced.returncode == 0
     assert json.loads(world_file.read_text())["customers"] == []
+
+
+def test_progress_lines_name_the_customer_and_counts_are_plural_only_when_plural(
+    example: Path, reconcile: Runner
+) -> None:
+    applied = reconcile("--only", CONTOSO)
+    assert applied.returncode == 0, applied.stderr
+    assert (
+        "applied a4 suspend subscription Power BI Pro (2d06ca2d-63ba-4910-8259-c1b22941651d) "
+        f"of Contoso Ltd ({CONTOSO})" in applied.stderr
+    )
+    assert "applying 2 actions" in applied.stderr
+    one = example / "one"
+    one.mkdir()
+    (one / "contoso.yaml").write_text(
+        f"customers:\n  - id: {CONTOSO}\n    name: Contoso Ltd\n    subscriptions:\n"
+        "      - id: 354ec307-e470-40d2-9563-5fed10cb4044\n"
+    )
+    valid = run("validate", "--specs", "one", cwd=example)
+    assert valid.stdout == "1 file, 1 customer, 1 subscription: valid.\n"
+    edit(example / CONTOSO_FILE, "quantity: 30 ", "quantity: 31 ")
+    single = reconcile("--only", CONTOSO)
+    assert "applying 1 action\n" in single.stderr
+
+
+def test_no_changes_says_only_what_is_true(example: Path, reconcile: Runner) -> None:
+    northwind = "3b9c8398-289a-4913-861d-2dafb70bf03c"
+    local = getattr(reconcile, "provider", "local") == "local"
+    assert reconcile().returncode == 0
+    waiting = reconcile("--dry-run").stdout
+    if local:  # Northwind's reactivations wait for it to accept
+        assert "No changes; 2 blocked." in waiting
+        assert "matches" not in waiting
+    assert reconcile("world", "accept", northwind).returncode == 0
+    assert reconcile().returncode == 0
+    matching = reconcile("--dry-run").stdout
+    if local:
+        assert "No changes. The local world matches the specs." in matching
+    else:
+        assert "No changes. Partner Center matches the specs." in matching
+    markdown = reconcile("--dry-run", "--output", "markdown").stdout
+    assert "matches the specs.**" in markdown
+    edit(
+        example / CONTOSO_FILE,
+        "354ec307-e470-40d2-9563-5fed10cb4044",
+        "354ec307-e470-40d2-9563-5fed10cb4045",  # a typo: a subscription that does not exist
+    )
+    typo = reconcile("--dry-run").stdout
+    assert "No changes; 1 warning." in typo
+    assert "matches" not in typo
+    assert "**No changes; 1 warning.**" in reconcile("--dry-run", "--output", "markdown").stdout

@@ -79,7 +79,7 @@ def test_text_is_coloured_only_when_asked() -> None:
 def test_empty_plan_says_no_changes() -> None:
     quiet = plan(desired(want(4, name="Tailspin")), CURRENT, records(managed=(4,)))
     assert text.render_plan(quiet).startswith("No changes.")
-    assert "**No changes.**" in markdown.render_plan(quiet)
+    assert "**No changes. Partner Center matches the specs.**" in markdown.render_plan(quiet)
 
 
 def test_markdown_puts_removals_first_and_collapses_long_lists() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..document import ActionResult
-from ..i18n import _
+from ..i18n import _, ngettext
 from ..plan import ACTION_TYPES, ActionType, Plan
 from ..untrusted import printable
 
@@ -54,7 +54,7 @@ def summary_phrase(type_: ActionType, count: int) -> str:
         "remove_relationship": _("{} to remove"),
         "cancel_subscription": _("{} to cancel"),
         "suspend_subscription": _("{} to suspend"),
-        "set_auto_renew": _("{} auto-renewal to set"),
+        "set_auto_renew": ngettext("{} auto-renewal to set", "{} auto-renewals to set", count),
         "update_quantity": _("{} to update"),
         "reactivate_subscription": _("{} to reactivate"),
         "request_relationship": _("{} to request"),
@@ -68,6 +68,33 @@ def named(names: Mapping[str, str], item_id: str | None) -> str:
         return ""
     name = names.get(item_id)
     return printable(f"{name} ({item_id})" if name else item_id)
+
+
+def subject(names: Mapping[str, str], customer_id: str, subscription_id: str | None) -> str:
+    """What an action acts on, standing alone (a log line): a subscription with its customer,
+    ``Power BI Pro (2d06…) of Contoso Ltd (36b8…)``, or the customer."""
+    customer = named(names, customer_id)
+    if subscription_id is None:
+        return customer
+    return _("{} of {}").format(named(names, subscription_id), customer)
+
+
+def no_changes_line(plan: Plan) -> str:
+    """Only what is true of a plan with no actions: "matches" only when nothing is blocked and
+    nothing warned, and naming what was observed (Partner Center, or the local world)."""
+    counts = []
+    if plan.blocked:
+        counts.append(
+            ngettext("{} blocked", "{} blocked", len(plan.blocked)).format(len(plan.blocked))
+        )
+    if plan.warnings:
+        n = len(plan.warnings)
+        counts.append(ngettext("{} warning", "{} warnings", n).format(n))
+    if counts:
+        return _("No changes; {}.").format(", ".join(counts))
+    if plan.source == "local_world":
+        return _("No changes. The local world matches the specs.")
+    return _("No changes. Partner Center matches the specs.")
 
 
 @dataclass(frozen=True)

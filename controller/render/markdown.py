@@ -8,10 +8,10 @@ from __future__ import annotations
 import html
 import re
 
-from ..i18n import _
+from ..i18n import _, ngettext
 from ..plan import Action, Plan, Value
 from ..untrusted import printable
-from . import DESTRUCTIVE, Outcome, action_title, named, summary_types
+from . import DESTRUCTIVE, Outcome, action_title, named, no_changes_line, subject, summary_types
 
 MARKER = "<!-- partner-reconciler plan -->"
 WARNING = "⚠️"
@@ -79,7 +79,7 @@ def _section(title: str, body: list[str], *, collapse: bool) -> list[str]:
 def render_plan(plan: Plan) -> str:
     lines = [MARKER, f"### {_('partner-reconciler plan')}", ""]
     if not plan.has_changes:
-        lines += [_("**No changes.** Partner Center matches the specs."), ""]
+        lines += [f"**{no_changes_line(plan)}**", ""]
     else:
         lines += ["| " + _("action") + " | " + _("count") + " |", "|---|---:|"]
         for type_ in summary_types(plan):
@@ -103,7 +103,7 @@ def render_plan(plan: Plan) -> str:
         lines += _section(title, _action_rows(plan, drift), collapse=len(drift) > COLLAPSE_AFTER)
     if plan.blocked:
         rows = [
-            f"- {action_title(b.type)} {_named(plan, b.subscription_id or b.customer_id)}"
+            f"- {action_title(b.type)} {md(subject(plan.names, b.customer_id, b.subscription_id))}"
             f" ({_('awaiting acceptance')})"
             for b in plan.blocked
         ]
@@ -113,8 +113,9 @@ def render_plan(plan: Plan) -> str:
         customers = sum(u.subscription_id is None for u in plan.unmanaged)
         subscriptions = len(plan.unmanaged) - customers
         rows = [f"- {_named(plan, u.subscription_id or u.customer_id)}" for u in plan.unmanaged]
-        title = _("Unmanaged, left alone: {} customers, {} subscriptions").format(
-            customers, subscriptions
+        title = _("Unmanaged, left alone: {}, {}").format(
+            ngettext("{} customer", "{} customers", customers).format(customers),
+            ngettext("{} subscription", "{} subscriptions", subscriptions).format(subscriptions),
         )
         lines += _section(title, rows, collapse=True)
     if plan.warnings:
@@ -137,8 +138,9 @@ def render_outcome(outcome: Outcome) -> str:
         for r in outcome.results
         if r.status != "applied"
     ]
+    n_left = len(outcome.remaining.actions)
     left = (
-        _("Still to do: {} actions.").format(len(outcome.remaining.actions))
+        ngettext("Still to do: {} action.", "Still to do: {} actions.", n_left).format(n_left)
         if outcome.remaining.has_changes
         else _("Converged: a fresh plan has no changes.")
     )

@@ -8,10 +8,18 @@ from collections.abc import Callable, Mapping
 import click
 
 from ..document import ActionResult
-from ..i18n import _
+from ..i18n import _, ngettext
 from ..plan import Action, ActionType, Plan
 from ..untrusted import printable
-from . import Outcome, action_title, named, summary_phrase, summary_types
+from . import (
+    Outcome,
+    action_title,
+    named,
+    no_changes_line,
+    subject,
+    summary_phrase,
+    summary_types,
+)
 
 _SYMBOL: dict[ActionType, tuple[str, str]] = {
     "remove_relationship": ("-", "red"),
@@ -34,9 +42,13 @@ def _styler(colour: bool) -> Style:
     return click.style if colour else _plain
 
 
-def action_line(action: Action, plan: Plan, style: Style) -> str:
+def action_line(action: Action, plan: Plan, style: Style, *, alone: bool = False) -> str:
+    """One action of a plan; ``alone`` (not under its customer's heading) names the customer."""
     symbol, colour = _SYMBOL[action.type]
-    target = named(plan.names, action.subscription_id or action.customer_id)
+    if alone:
+        target = subject(plan.names, action.customer_id, action.subscription_id)
+    else:
+        target = named(plan.names, action.subscription_id or action.customer_id)
     # A saved plan file is untrusted too: its ids and values are shown escaped.
     change = printable(f"{action.from_} -> {action.to}")
     after = _(", after {}").format(printable(", ".join(action.depends_on)))
@@ -82,7 +94,9 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
     from_specs = [a for a in plan.actions if not a.drift]
     drift = [a for a in plan.actions if a.drift]
     if not plan.has_changes:
-        lines.append(style(_("No changes. Partner Center matches the specs."), fg="green"))
+        lines.append(
+            style(no_changes_line(plan), fg="yellow" if plan.blocked or plan.warnings else "green")
+        )
     if from_specs:
         lines.append(_("The controller will perform these actions, destructive ones first:"))
         lines += _grouped(plan, from_specs, style)
@@ -99,7 +113,7 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
     if plan.blocked:
         lines += ["", _("Blocked until the customer accepts the relationship invitation:")]
         lines += [
-            f"  {action_title(b.type)} {named(plan.names, b.subscription_id or b.customer_id)}"
+            f"  {action_title(b.type)} {subject(plan.names, b.customer_id, b.subscription_id)}"
             for b in plan.blocked
         ]
     if plan.unmanaged:
@@ -118,7 +132,7 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
 
 def result_line(action: Action, result: ActionResult, names: Mapping[str, str]) -> str:
     """One line per finished action, for logs; the error may quote the service: escaped."""
-    target = named(names, action.subscription_id or action.customer_id)
+    target = subject(names, action.customer_id, action.subscription_id)
     error = f": {printable(result.error)}" if result.error else ""
     head = f"{result.status:<7} {printable(action.id)} {action_title(action.type)}"
     return f"{head} {target}{error}"
@@ -143,14 +157,20 @@ def render_outcome(outcome: Outcome, *, colour: bool = False) -> str:
             lines.append("  " + result_line(by_id[result.id], result, outcome.plan.names))
     if outcome.remaining.has_changes:
         lines += ["", _("Still to do after the apply (run again to retry):")]
-        lines += [action_line(a, outcome.remaining, style) for a in outcome.remaining.actions]
+        lines += [
+            action_line(a, outcome.remaining, style, alone=True) for a in outcome.remaining.actions
+        ]
     else:
         lines.append(_("Converged: a fresh plan has no changes."))
     if outcome.remaining.blocked:
+        n = len(outcome.remaining.blocked)
         lines.append(
-            _(
+            ngettext(
+                "{} action waits for a customer to accept a relationship invitation "
+                "(see `reconcile status`).",
                 "{} actions wait for customers to accept relationship invitations "
-                "(see `reconcile status`)."
-            ).format(len(outcome.remaining.blocked))
+                "(see `reconcile status`).",
+                n,
+            ).format(n)
         )
     return "\n".join(lines) + "\n"
