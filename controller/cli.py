@@ -369,7 +369,7 @@ def _run(
             raise click.UsageError(
                 _("--watch does not go with --plan, --plan-out or --detailed-exitcode")
             )
-        return _watch(specs_dir, options, dry_run, output, interval, health_file)
+        return _watch(specs_dir, options, dry_run, output, interval, health_file, listen)
     if dry_run:
         # A dry run is short and makes no cycles worth collecting: the collector's passes over
         # the many objects of a large plan would only cost time (see perf.paused_gc).
@@ -406,6 +406,7 @@ def _watch(
     output: str,
     interval: float,
     health_file: Path | None,
+    listen: str | None = None,
 ) -> int:
     """Run passes until SIGINT or SIGTERM; exit 0 once the actions in flight are recorded."""
     from .render import json as json_render
@@ -427,7 +428,9 @@ def _watch(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    settings = WatchSettings(specs_dir, options, dry_run, interval, health_file)
+    leadership = None if dry_run else _leadership(specs_dir, options)
+    _serve_health(listen, leadership)
+    settings = WatchSettings(specs_dir, options, dry_run, interval, health_file, leadership)
 
     def emit(text: str) -> None:
         if text:
@@ -444,8 +447,42 @@ def _watch(
         stop=stop,
     )
     log.info(_("watching %s; a pass on every change and every %g s"), specs_dir, interval)
-    watcher.run()
+    try:
+        watcher.run()
+    finally:
+        if leadership is not None:
+            leadership.close()
     return EXIT_OK
+
+
+def _leadership(specs_dir: Path, options: Any) -> Any:
+    """With a shared database, this replica's part in the leader election (else None)."""
+    if not options.state_url:
+        return None
+    from .errors import ReconcileError
+    from .leader import Leadership
+    from .reconcile import store_partner
+    from .spec import load_specs
+
+    try:  # the partner from the specs when they are valid now; else --partner or the tenant
+        desired = load_specs(specs_dir)
+    except ReconcileError:
+        desired = None
+    return Leadership(options.state_url, store_partner(options, desired))
+
+
+def _serve_health(listen: str | None, leadership: Any) -> None:
+    """Serve /healthz, /readyz and /metrics on ``listen`` (HOST:PORT), from a thread."""
+    if not listen:
+        return
+    from .health import parse_listen, serve
+
+    try:
+        address = parse_listen(listen)
+        server = serve(address, lambda: leadership.role if leadership else "leader")
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    log.info(_("serving /healthz, /readyz and /metrics on %s:%s"), *server.server_address[:2])
 
 
 def _dry_run(

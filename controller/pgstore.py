@@ -162,6 +162,9 @@ def migrate(conn: psycopg.Connection[Any], url: str, *, upto: int = SCHEMA_VERSI
     transaction under a lock, so two controllers starting at once migrate once. Returns the
     version found before."""
     try:
+        found = schema_version(conn)
+        if found == upto == SCHEMA_VERSION:
+            return found  # up to date: no DDL, so a role that may only read works too
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS reconcile_schema_version (version integer)")

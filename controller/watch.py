@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import metrics
 from .errors import ReconcileError
 from .i18n import _, ngettext
 from .plan import Plan
@@ -24,6 +26,9 @@ from .reconcile import Options, apply, dry_run, spec_cache_path
 from .records import utc_now
 from .render import Outcome
 from .spec import Desired, load_specs
+
+if TYPE_CHECKING:
+    from .leader import Leadership
 
 log = logging.getLogger("reconcile")
 
@@ -51,6 +56,7 @@ class WatchSettings:
     dry_run: bool
     interval: float
     health_file: Path | None = None
+    leadership: Leadership | None = None  # replicas sharing a database: only the leader applies
 
 
 Render = Callable[[object], str]
@@ -107,10 +113,30 @@ class Watcher:
             dirty = dirty or bool(changes)
             if self.stop.is_set():
                 break
+            if not self._leading():
+                next_due = 0.0  # a pass as soon as this replica leads
+                continue
             if dirty or time.monotonic() >= next_due:
                 dirty = False
                 result = self.run_pass()
                 next_due = time.monotonic() + self._delay_after(result)
+
+    def _leading(self) -> bool:
+        """Whether this replica may apply: always alone; with replicas, while it leads (a standby
+        tries to take the lead on every tick, so it takes over within TICK_MS)."""
+        leadership = self.settings.leadership
+        leading = leadership is None or self.settings.dry_run or leadership.try_lead()
+        metrics.LEADER.set(1 if leading else 0)
+        return leading
+
+    def _pass_stop(self) -> threading.Event:
+        """What stops a pass's apply: a signal, or lost leadership (at once, not after it)."""
+        leadership = self.settings.leadership
+        if leadership is None:
+            return self.stop
+        from .leader import StopWhenAny
+
+        return StopWhenAny(self.stop, leadership.lost)
 
     def _delay_after(self, result: PassResult) -> float:
         """The interval after a good pass; after failures, backoff: 5 s, 10 s, … up to it."""
@@ -131,6 +157,7 @@ class Watcher:
             for line in str(exc).splitlines():
                 log.error(_("error: %s"), line)
             self.emit(self.render_error(str(exc)))
+        metrics.record_pass(result.ok)
         if result.ok and self.settings.health_file is not None:
             self.settings.health_file.touch()
         log.info("%s", self._summary(result, time.monotonic() - started))
@@ -141,10 +168,12 @@ class Watcher:
         desired = load_specs(specs_dir, cache=spec_cache_path(specs_dir))
         if self.settings.dry_run:
             plan = dry_run(desired, self.settings.options)
+            metrics.record_plan(plan)
             if plan.has_changes or self.emit_idle:
                 self.emit(self.render_plan(plan))
             return PassResult(ok=True, blocked=len(plan.blocked), left=len(plan.actions))
         outcome = self._apply(desired)
+        metrics.record_outcome(outcome)
         if outcome.plan.has_changes or outcome.remaining.has_changes or self.emit_idle:
             self.emit(self.render_outcome(outcome))
         return PassResult(
@@ -173,7 +202,7 @@ class Watcher:
                 self.settings.options,
                 confirm=start,
                 on_result=lambda action, result: progress[0].advance(action, result),
-                stop=self.stop,
+                stop=self._pass_stop(),
             )
         finally:
             for shown in progress:

@@ -30,6 +30,7 @@ import httpx
 
 from ..errors import PermanentProviderError, TemporaryProviderError
 from ..i18n import _
+from ..metrics import count_partner_center_response
 from ..ratelimit import RateLimiter
 from .base import logical_request
 
@@ -155,6 +156,7 @@ class Session:
         """One request (two after a 401: once more with a fresh token)."""
         for attempt in (1, 2):
             response, ids = self._exchange(method, path, json=json, headers=headers)
+            count_partner_center_response(response.status_code)
             if response.status_code != 401 or attempt == 2:
                 break
             self._bearer = None
