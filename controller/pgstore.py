@@ -116,7 +116,8 @@ def writer_id() -> str:
 def connect(url: str) -> psycopg.Connection[Any]:
     """An autocommit connection, or a StateError naming the redacted URL.
 
-    TCP keepalives make a vanished server or network noticed in seconds, not hours."""
+    TCP keepalives and a user timeout make a vanished server or network noticed in seconds, not
+    hours."""
     try:
         return psycopg.connect(
             url,
@@ -127,6 +128,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
             keepalives_idle=5,
             keepalives_interval=2,
             keepalives_count=3,
+            tcp_user_timeout=10_000,  # ms: unacknowledged data on a silent network
         )
     except psycopg.Error as exc:
         raise database_error(url, exc) from exc
