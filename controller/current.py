@@ -30,6 +30,11 @@ def _as_utc(moment: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
 
+# CONTRACT section 8: larger numbers are refused where they come in (specs, a hand-edited world),
+# so that no state file ever holds one that could not be read back (orjson stops at 64 bits).
+MAX_QUANTITY = 1_000_000
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,7 +48,7 @@ class Subscription(_Frozen):
     id: Guid
     offer: str | None = None
     name: str | None = None
-    quantity: int = Field(default=1, ge=0)
+    quantity: int = Field(default=1, ge=0, le=MAX_QUANTITY)
     status: SubscriptionStatus = "active"
     commerce: Commerce = "legacy"
     # NCE: the term's end (commitmentEndDate), the end of the cancellation window

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from .current import MAX_QUANTITY
 from .errors import SpecError, SpecProblem
 from .i18n import _
 from .ids import CustomerId, Guid
@@ -44,7 +45,9 @@ class SubscriptionSpec(_SpecModel):
     id: Guid
     offer: StrictStr | None = Field(default=None, description="offer / product id (informational)")
     name: StrictStr | None = Field(default=None, description="friendly name")
-    quantity: StrictInt | None = Field(default=None, ge=1, description="reconciled when given")
+    quantity: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_QUANTITY, description="reconciled when given"
+    )
     status: Literal["active", "suspended"] = "active"
 
 

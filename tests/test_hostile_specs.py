@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import RECONCILE, gid
+from helpers import RECONCILE, gid, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -318,3 +318,33 @@ def test_fuzz_yaml_documents_of_any_shape_give_only_spec_errors(document: object
     import yaml
 
     _load_one(yaml.safe_dump({"customers": document}).encode())
+
+
+# --- bounds ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1000001", "99999999999999999999999999"])
+def test_a_quantity_above_a_million_is_a_spec_error(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, "a.yaml", _quantity(value))
+    assert only_problem(tmp_path) == (
+        f"{path}:6: customers[0].subscriptions[0].quantity: must be <= 1,000,000, got {value}"
+    )
+
+
+def test_a_million_is_still_a_quantity(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", _quantity("1000000"))
+    assert load_specs(tmp_path).customers[gid(1)].subscriptions[0].quantity == 1_000_000  # type: ignore[index]
+
+
+def test_a_hand_edited_world_with_a_huge_quantity_is_one_line(example: Path) -> None:
+    world = example / "state" / "world.json"
+    text = world.read_text()
+    assert '"quantity": 120' in text
+    world.write_text(text.replace('"quantity": 120', '"quantity": 99999999999999999999999999', 1))
+    result = run("--dry-run", cwd=example)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert (
+        line.startswith(f"error: {Path('state') / 'world.json'}: customers.") and "quantity" in line
+    )
+    assert "1000000" in line
