@@ -920,6 +920,23 @@ def _share_option(name: str, help_text: str) -> Any:
     help=_("Customers per page of the customer list."),
 )
 @click.option(
+    "--subscription-page-size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help=_("Subscriptions per page of a customer's subscription list (0: one page)."),
+)
+@click.option(
+    "--slow-changes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help=_(
+        "Answer quantity changes 202 Accepted and show them only after this many reads of the "
+        "customer (0: at once)."
+    ),
+)
+@click.option(
     "--token",
     envvar="PARTNER_CENTER_EMULATOR_TOKEN",
     help=_("The only bearer token accepted (default: any)."),
@@ -932,6 +949,8 @@ def emulator(
     server_errors: float,
     lost_responses: float,
     page_size: int,
+    subscription_page_size: int,
+    slow_changes: int,
     token: str | None,
 ) -> None:
     """Serve the Partner Center API on 127.0.0.1 from the local world file."""
@@ -945,6 +964,8 @@ def emulator(
         server_errors=server_errors,
         lost_responses=lost_responses,
         page_size=page_size,
+        subscription_page_size=subscription_page_size,
+        slow_changes=slow_changes,
         token=token,
     )
     server = make_server(state_dir, port=port, knobs=knobs)

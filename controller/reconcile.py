@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .current import CurrentState
 from .document import ActionResult
 from .drift import attribute_drift, settled_snapshot, spec_snapshot
-from .errors import PlanError, StalePlanError
+from .errors import PlanError, ProviderError, StalePlanError
 from .i18n import _, ngettext
 from .perf import paused_gc
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
@@ -241,6 +241,18 @@ def _record_and_replan(
     return target(leave_out_unobserved(remaining, after.unobserved), targets)
 
 
+def check_observed(current: CurrentState, customer_ids: set[str]) -> None:
+    """Refuse to describe customers that could not be observed: their spec would say they have
+    no subscriptions."""
+    failed = sorted(customer_ids & set(current.unobserved or {}))
+    if failed:
+        raise ProviderError(
+            _("could not observe {}: nothing imported; try again ({})").format(
+                ", ".join(failed), (current.unobserved or {})[failed[0]]
+            )
+        )
+
+
 def import_customers(
     specs_dir: Path, options: Options, *, wanted: frozenset[str], force: bool
 ) -> ImportPlan:
@@ -254,6 +266,7 @@ def import_customers(
         records = store.load()
         check_partner(desired, current, records)
         result = plan_import(current, desired, specs_dir, sorted(wanted))
+        check_observed(current, {c.id for c in result.customers})
         write_import(result, specs_dir, force=force)
         imported = {c.id for c in result.customers}
         now = spec_snapshot(load_specs(specs_dir))

@@ -139,7 +139,8 @@ def test_the_emulator_command_serves_until_stopped(example: Path) -> None:
     from helpers import RECONCILE
 
     process = subprocess.Popen(
-        [RECONCILE, "emulator", "--port", "0", "--page-size", "2"],
+        [RECONCILE, "emulator", "--port", "0", "--page-size", "2"]
+        + ["--subscription-page-size", "1", "--slow-changes", "2"],
         cwd=example,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,7 +17,12 @@ import httpx
 import pytest
 from helpers import PARTNER
 
-from controller.errors import PermanentProviderError, ReconcileError, TemporaryProviderError
+from controller.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ReconcileError,
+    TemporaryProviderError,
+)
 from controller.providers.base import logical_request
 from controller.providers.partnercenter import PartnerCenterProvider, Polling, Settings
 from controller.providers.pcapi import retry_after_seconds
@@ -283,6 +288,20 @@ def test_an_unobserved_customer_is_left_out_of_the_plan_never_planned_as_empty()
     assert failed in {a.customer_id for a in made.actions}
     assert {a.customer_id for a in kept.actions} == {current.customers[1].id}
     assert any("could not be observed" in w and "HTTP 500" in w for w in kept.warnings)
+
+
+def test_customers_that_could_not_be_observed_are_never_imported() -> None:
+    from helpers import customer, world
+
+    from controller.reconcile import check_observed
+
+    current = world(customer(1), customer(2))
+    failed = current.customers[1].id
+    current = current.model_copy(update={"unobserved": {failed: "HTTP 500 800003"}})
+    check_observed(current, {current.customers[0].id})  # the one observed: fine
+    with pytest.raises(ProviderError, match="nothing imported") as caught:
+        check_observed(current, {c.id for c in current.customers})
+    assert failed in str(caught.value) and "800003" in str(caught.value)
 
 
 # --- changes -------------------------------------------------------------------------------------
