@@ -891,6 +891,13 @@ def _share_option(name: str, help_text: str) -> Any:
     )
 
 
+def _count_option(name: str, help_text: str) -> Any:
+    """An emulator knob: a count, 0 (the default) turning it off."""
+    return click.option(
+        name, type=click.IntRange(min=0), default=0, show_default=True, help=help_text
+    )
+
+
 @cli.command()
 @click.option(
     "--port",
@@ -919,19 +926,13 @@ def _share_option(name: str, help_text: str) -> Any:
     show_default=True,
     help=_("Customers per page of the customer list."),
 )
-@click.option(
+@_count_option(
     "--subscription-page-size",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help=_("Subscriptions per page of a customer's subscription list (0: one page)."),
+    _("Subscriptions per page of a customer's subscription list (0: one page)."),
 )
-@click.option(
+@_count_option(
     "--slow-changes",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help=_(
+    _(
         "Answer quantity changes 202 Accepted and show them only after this many reads of the "
         "customer (0: at once)."
     ),
