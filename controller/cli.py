@@ -185,6 +185,11 @@ def _provider_option(function: Any) -> Any:
     "--detailed-exitcode", is_flag=True, help=_("With --dry-run: exit 2 when the plan has changes.")
 )
 @click.option(
+    "--fail-on-warnings",
+    is_flag=True,
+    help=_("Exit 1 when the plan has warnings, after showing it; an apply then applies nothing."),
+)
+@click.option(
     "--plan-out",
     type=click.Path(path_type=Path, dir_okay=False),
     help=_("With --dry-run: also save the JSON plan to this file."),
@@ -324,6 +329,7 @@ def _run(
     dry_run: bool,
     output: str,
     detailed_exitcode: bool,
+    fail_on_warnings: bool,
     plan_out: Path | None,
     plan_file: Path | None,
     max_removals: int,
@@ -365,9 +371,12 @@ def _run(
         partner=partner,
     )
     if watch:
-        if plan_file or detailed_exitcode or plan_out:
+        if plan_file or detailed_exitcode or plan_out or fail_on_warnings:
             raise click.UsageError(
-                _("--watch does not go with --plan, --plan-out or --detailed-exitcode")
+                _(
+                    "--watch does not go with --plan, --plan-out, --detailed-exitcode or "
+                    "--fail-on-warnings"
+                )
             )
         return _watch(specs_dir, options, dry_run, output, interval, health_file, listen)
     if dry_run:
@@ -376,8 +385,8 @@ def _run(
         gc.disable()
     desired = load_specs(specs_dir, cache=spec_cache_path(specs_dir))
     if dry_run:
-        return _dry_run(desired, options, output, detailed_exitcode, plan_out)
-    return _apply(desired, options, output, plan_file, yes)
+        return _dry_run(desired, options, output, detailed_exitcode, plan_out, fail_on_warnings)
+    return _apply(desired, options, output, plan_file, yes, fail_on_warnings)
 
 
 def _customer_ids(values: tuple[str, ...], option: str) -> frozenset[str]:
@@ -485,8 +494,22 @@ def _serve_health(listen: str | None, leadership: Any) -> None:
     log.info(_("serving /healthz, /readyz and /metrics on %s:%s"), *server.server_address[:2])
 
 
+def _warnings_fail(plan: Any, *, refused_apply: bool) -> int:
+    """--fail-on-warnings: say why the exit code is 1."""
+    message = _("the plan has {} warnings and --fail-on-warnings is set").format(len(plan.warnings))
+    if refused_apply:
+        message = _("{}: nothing applied").format(message)
+    click.echo(_("error: {}").format(message), err=True)
+    return EXIT_ERROR
+
+
 def _dry_run(
-    desired: Any, options: Any, output: str, detailed_exitcode: bool, plan_out: Path | None
+    desired: Any,
+    options: Any,
+    output: str,
+    detailed_exitcode: bool,
+    plan_out: Path | None,
+    fail_on_warnings: bool = False,
 ) -> int:
     from .fsutil import atomic_write
     from .reconcile import dry_run
@@ -499,15 +522,19 @@ def _dry_run(
         except OSError as exc:
             raise ReconcileError(_("cannot write {}: {}").format(plan_out, exc.strerror)) from exc
         log.info(_("saved the plan to %s"), plan_out)
+    if fail_on_warnings and plan.warnings:
+        return _warnings_fail(plan, refused_apply=False)
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
 
 
 class _ApplySession:
     """The terminal side of one apply: the question, signals, progress."""
 
-    def __init__(self, output: str, interactive: bool) -> None:
+    def __init__(self, output: str, interactive: bool, fail_on_warnings: bool = False) -> None:
         self.output = output
         self.interactive = interactive
+        self.fail_on_warnings = fail_on_warnings
+        self.refused: Any = None  # the plan, when its warnings refused it
         self.stop = threading.Event()
         self.signal: int | None = None
         self.progress: Any = None
@@ -517,6 +544,9 @@ class _ApplySession:
         """Show the plan, ask on a terminal, then arm the signals and start the progress."""
         if self.output == "text":
             click.echo(_render_plan(plan, self.output), nl=False)
+        if self.fail_on_warnings and plan.warnings:
+            self.refused = plan
+            return False
         if self.interactive:
             n = len(plan.actions)
             question = ngettext(
@@ -561,12 +591,19 @@ class _ApplySession:
         self._restore()
 
 
-def _apply(desired: Any, options: Any, output: str, plan_file: Path | None, yes: bool) -> int:
+def _apply(
+    desired: Any,
+    options: Any,
+    output: str,
+    plan_file: Path | None,
+    yes: bool,
+    fail_on_warnings: bool = False,
+) -> int:
     from .document import read_plan_file
     from .reconcile import apply
 
     saved = read_plan_file(plan_file) if plan_file else None
-    session = _ApplySession(output, interactive=sys.stdin.isatty() and not yes)
+    session = _ApplySession(output, sys.stdin.isatty() and not yes, fail_on_warnings)
     try:
         outcome = apply(
             desired,
@@ -579,12 +616,18 @@ def _apply(desired: Any, options: Any, output: str, plan_file: Path | None, yes:
     finally:
         session.close()
     if outcome is None:
-        return EXIT_ERROR
+        if session.refused is None:
+            return EXIT_ERROR
+        if output != "text":  # text showed it before deciding
+            click.echo(_render_plan(session.refused, output), nl=False)
+        return _warnings_fail(session.refused, refused_apply=True)
     if output == "text" and not outcome.plan.has_changes:
         click.echo(_render_plan(outcome.plan, output), nl=False)
     click.echo(_render_outcome(outcome, output), nl=False)
     if session.signal is not None:
         return 128 + session.signal
+    if fail_on_warnings and outcome.plan.warnings:
+        return _warnings_fail(outcome.plan, refused_apply=False)
     return EXIT_OK if outcome.succeeded else EXIT_ERROR
 
 

@@ -22,8 +22,9 @@ from .providers.base import Provider
 from .ratelimit import RateLimiter
 from .records import FileStore, RecordStore, next_records
 from .render import Outcome
-from .spec import Desired, load_specs
+from .spec import Desired, customer_line, load_specs
 from .targeting import Targets, leave_out_unobserved, target, target_mapping, target_records
+from .typos import check_mistyped_ids
 
 if TYPE_CHECKING:
     from .importer import ImportPlan
@@ -142,6 +143,7 @@ def make_plan(
         records = store.load()
         check_partner(desired, current, records)
         made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
+        check_mistyped_ids(desired, current, made, line=customer_line)
         made = target(leave_out_unobserved(made, current.unobserved), targets)
         return replace(made, source=observed_source(provider))
 

@@ -97,6 +97,9 @@ class Desired:
     partner: PartnerSpec = field(default_factory=PartnerSpec)
     customers: Mapping[CustomerId, CustomerSpec] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    # Each customer's spec file and index in its ``customers``, for problems found after loading
+    # (a mistyped id); the line itself is looked up only then (``customer_line``).
+    origins: Mapping[CustomerId, tuple[str, int]] = field(default_factory=dict, compare=False)
 
 
 def spec_json_schema() -> dict[str, Any]:
@@ -300,7 +303,16 @@ def _merge(parsed_files: Iterator[tuple[_SourceFile, SpecFile] | SpecError]) -> 
         partner=partner[1] if partner else PartnerSpec(),
         customers=customers,
         files=tuple(files),
+        origins={c: (source.name, index) for c, (source, index) in origins.items()},
     )
+
+
+def customer_line(file: str, index: int) -> int:
+    """The line of ``customers[index].id`` in ``file``, read again: only an error needs it."""
+    try:
+        return _decode(read_spec_bytes(Path(file)), file).line(("customers", index, "id"))
+    except SpecError:
+        return 1
 
 
 def dump_schema() -> str:
