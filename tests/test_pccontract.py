@@ -692,3 +692,33 @@ def test_an_expired_refresh_token_says_to_consent_again_without_secrets(tmp_path
     message = str(caught.value)
     assert "90 days" in message and "consent" in message
     assert all(secret not in message for secret in ENV.values() if "value" in secret)
+
+
+def test_no_token_or_secret_reaches_the_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from test_partnercenter import ENV
+
+    from controller.providers.auth import token_source
+
+    caplog.set_level(logging.DEBUG)
+    env = {**ENV, "PARTNER_CENTER_TOKEN_CACHE": str(tmp_path / "c.json")}
+    replies = iter([httpx.Response(401), httpx.Response(503)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(replies, httpx.Response(400, json={"code": 3000, "description": "no"}))
+
+    provider = PartnerCenterProvider(
+        Settings(base_url="https://pc.test", tenant_id=PARTNER),
+        token_source(env, http_client=rotating_entra("logged")),
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(attempts=3, base_delay=0, max_delay=0),
+    )
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.observe()
+    secrets = ["client-secret-value", "refresh-token-value", "logged-access-", "logged-refresh-"]
+    assert caplog.records  # something was logged (MSAL, httpx)
+    for text in (caplog.text, str(caught.value)):
+        assert not [s for s in secrets if s in text]
