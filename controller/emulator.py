@@ -17,6 +17,7 @@ exercised.
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
 import random
@@ -27,15 +28,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .current import CurrentState, Customer, Subscription
-from .errors import PermanentProviderError
+from .errors import PermanentProviderError, StateError
 from .providers import rules
-from .providers.local import LocalProvider
+from .providers.local import LocalProvider, read_world
 
 Reply = tuple[int, Any, dict[str, str]]
 
@@ -226,6 +228,26 @@ class Emulator:
         # Slow changes accepted with 202: (customer, subscription) -> [reads left, quantity].
         self._in_progress: dict[tuple[str, str], list[int]] = {}
         self._progress_lock = threading.Lock()
+        self._clock_lock = threading.Lock()
+        self._clock_stamp: int | None = None  # the world file's mtime when its clock was read
+        self._world_now: datetime | None = None
+
+    def clock(self) -> datetime:
+        """The service's clock, sent as each answer's ``Date``: the world's own (``now``) when
+        it keeps one, so that the client observes the world at its time, else the wall clock.
+        The world file is read again only when it changed."""
+        try:
+            stamp = self.world.path.stat().st_mtime_ns
+        except OSError:
+            return datetime.now(UTC)
+        with self._clock_lock:
+            if stamp != self._clock_stamp:
+                try:
+                    self._world_now = read_world(self.world.path).now
+                except StateError:
+                    self._world_now = None
+                self._clock_stamp = stamp
+            return self._world_now or datetime.now(UTC)
 
     def _draw(self) -> float:
         with self._random_lock:
@@ -459,6 +481,9 @@ def _apply_subscription_change(
 class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
     protocol_version = "HTTP/1.1"
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return email.utils.format_datetime(self.emulator.clock(), usegmt=True)
 
     def setup(self) -> None:
         super().setup()

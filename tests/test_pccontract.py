@@ -130,6 +130,17 @@ def test_the_real_items_are_read_with_their_commerce_kind_and_dates() -> None:
     assert current.now is not None and current.unobserved in (None, {})
 
 
+def test_the_observation_time_is_the_services_clock() -> None:
+    date = "Sun, 01 Mar 2026 12:00:00 GMT"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": []}, headers={"Date": date})
+
+    assert client(handler).observe().now == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    undated = client(lambda request: httpx.Response(200, json={"items": []})).observe().now
+    assert undated is not None and abs(undated - datetime.now(UTC)) < timedelta(minutes=1)
+
+
 def test_every_status_is_read_and_only_a_partner_suspension_may_be_undone() -> None:
     items = parsed("constructed_subscriptions_all_statuses.json")
     current = client(one_customer(httpx.Response(200, json=items))).observe()

@@ -272,7 +272,9 @@ class PartnerCenterProvider:
         return CurrentState(
             partner={"id": self.settings.tenant_id, "name": ""},
             customers=customers,
-            now=datetime.now(UTC),
+            # The service's clock (its answers' Date) decides its windows: the emulator's is the
+            # world's own; the wall clock only when no answer said.
+            now=self._session.service_time() or datetime.now(UTC),
             unobserved={i: str(e) for i, e in failures.items()},
         )
 

@@ -144,6 +144,11 @@ class Session:
         )
         self._unanswered: dict[tuple[str, str, str], str] = {}  # request ids to reuse
         self._lock = threading.Lock()
+        self._service_time: datetime | None = None
+
+    def service_time(self) -> datetime | None:
+        """The service's clock: the ``Date`` of its latest answer (None before any)."""
+        return self._service_time
 
     def request(
         self,
@@ -202,7 +207,17 @@ class Session:
             ) from exc
         if response.status_code < 500:  # an answer: the next request is a new one
             self._answered(slot)
+        self._note_date(response.headers.get("Date"))
         return response, ids
+
+    def _note_date(self, value: str | None) -> None:
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return
+        self._service_time = when if when.tzinfo else when.replace(tzinfo=UTC)
 
     def _decode(self, method: str, path: str, response: httpx.Response, ids: str) -> Answer:
         status = response.status_code
