@@ -195,10 +195,68 @@ def _parse(source: _SourceFile) -> SpecFile:
     try:
         spec = SpecFile.model_validate(raw_spec)
     except ValidationError as exc:
-        problems = [source.problem(tuple(e["loc"]), _message(e)) for e in exc.errors()]
-        raise SpecError(sorted(problems, key=lambda p: p.line)) from exc
+        raise SpecError(_validation_problems(source, raw_spec, exc)) from exc
     _check_subscription_ids(source, spec)
     return spec
+
+
+# A file may hold hundreds of thousands of mistakes (a list of 400,000 numbers where customers go):
+# building every message would take seconds and a gigabyte, and help nobody.
+MAX_PROBLEMS = 50
+_LISTS: dict[type[BaseModel], tuple[str, type[BaseModel]]] = {
+    SpecFile: ("customers", CustomerSpec),
+    CustomerSpec: ("subscriptions", SubscriptionSpec),
+}
+
+
+def _validation_problems(
+    source: _SourceFile, raw_spec: dict[Any, Any], exc: ValidationError
+) -> list[SpecProblem]:
+    """One problem each for the first ``MAX_PROBLEMS`` validation errors, and a last line for
+    the rest, if any."""
+    total = exc.error_count()
+    errors = exc.errors() if total <= MAX_PROBLEMS else _first_errors(SpecFile, raw_spec)
+    problems = sorted(
+        (source.problem(tuple(e["loc"]), _message(e)) for e in errors), key=lambda p: p.line
+    )
+    if total > len(problems):
+        line = problems[-1].line if problems else 1
+        message = _("… and {:,} more problems in this file").format(total - len(problems))
+        problems.append(SpecProblem(source.name, line, "", message))
+    return problems
+
+
+def _first_errors(
+    model: type[BaseModel], raw: Any, loc: Path_ = (), limit: int = MAX_PROBLEMS
+) -> list[dict[str, Any]]:
+    """At most ``limit`` validation errors of ``raw``, found part by part (unknown keys, then
+    the model without its list, then the list item by item), so that only those are built."""
+    if not isinstance(raw, dict):
+        return _errors_of(model, raw, loc, limit)
+    fields = model.model_fields
+    errors: list[dict[str, Any]] = [
+        {"type": "extra_forbidden", "loc": (*loc, key), "msg": "unknown key", "input": None}
+        for key in [k for k in raw if k not in fields][:limit]
+    ]
+    known = {k: v for k, v in raw.items() if k in fields}
+    key, item_model = _LISTS.get(model, ("", model))
+    items = known.get(key)
+    if not key or not isinstance(items, list):
+        return (errors + _errors_of(model, known, loc, limit))[:limit]
+    errors += _errors_of(model, {**known, key: None}, loc, limit)
+    for index, item in enumerate(items):
+        if len(errors) >= limit:
+            break
+        errors += _first_errors(item_model, item, (*loc, key, index), limit - len(errors))
+    return errors[:limit]
+
+
+def _errors_of(model: type[BaseModel], raw: Any, loc: Path_, limit: int) -> list[dict[str, Any]]:
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        return [{**e, "loc": (*loc, *e["loc"])} for e in exc.errors()[:limit]]
+    return []
 
 
 def _check_subscription_ids(source: _SourceFile, spec: SpecFile) -> None:

@@ -34,9 +34,9 @@ def _bomb() -> str:
 
 
 def _anchor_reuse() -> str:
-    """A valid-looking 300 KB file naming 4,000 customers with one anchored name."""
+    """A valid-looking 300 KB file naming 5,000 customers with one anchored name."""
     text = f"customers:\n  - id: {gid(1)}\n    name: &n Contoso Ltd with a long name\n"
-    return text + "".join(f"  - id: {gid(n)}\n    name: *n\n" for n in range(2, 4000))
+    return text + "".join(f"  - id: {gid(n)}\n    name: *n\n" for n in range(2, 5000))
 
 
 def _quantity(value: str) -> str:
@@ -348,3 +348,24 @@ def test_a_hand_edited_world_with_a_huge_quantity_is_one_line(example: Path) -> 
         line.startswith(f"error: {Path('state') / 'world.json'}: customers.") and "quantity" in line
     )
     assert "1000000" in line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "customers: [" + ",".join(["1"] * 200_000) + "]\n",
+        "customers:\n  - {" + ", ".join(f"k{n}: 1" for n in range(100_000)) + "}\n",
+        "customers:\n  - id: x\n    subscriptions: [" + ",".join(["1"] * 100_000) + "]\n",
+    ],
+    ids=["a list of numbers", "a mapping of unknown keys", "a list inside a list"],
+)
+def test_a_file_of_countless_mistakes_reports_the_first_fifty(tmp_path: Path, text: str) -> None:
+    write(tmp_path, "a.yaml", text)
+    started = time.monotonic()
+    with pytest.raises(SpecError) as caught:
+        load_specs(tmp_path)
+    assert time.monotonic() - started < 10
+    problems = [str(p) for p in caught.value.problems]
+    assert len(problems) == 51
+    assert problems[-1].endswith("more problems in this file")
+    assert "customers[0]" in problems[0]
