@@ -63,8 +63,17 @@ class _Walk:
             self.problems.append(_refusal(folder, _("cannot read: {}").format(exc.strerror)))
             return
         for entry in entries:
-            if not _ignored(entry.name):
-                self.entry(Path(entry.path), (*parts, entry.name), entry.is_symlink())
+            name = entry.name
+            if _ignored(name):
+                continue
+            # The common cases from the directory entry alone (no system call a file).
+            if entry.is_file(follow_symlinks=False):
+                if name.endswith(SUFFIXES):
+                    self.files.append(((*parts, name), Path(entry.path)))
+            elif entry.is_dir(follow_symlinks=False):
+                self.folders.append((Path(entry.path), (*parts, name)))
+            else:  # a symlink, a FIFO, a device, a socket
+                self.entry(Path(entry.path), (*parts, name), entry.is_symlink())
 
     def entry(self, path: Path, parts: tuple[str, ...], link: bool) -> None:
         if link:
@@ -113,16 +122,28 @@ def read_spec_bytes(path: Path) -> bytes:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise SpecError([_refusal(path, _("cannot read: {}").format(exc.strerror))]) from exc
-    with os.fdopen(descriptor, "rb") as file:
-        try:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                message = _("{}, not a regular file: refused").format(_kind(info.st_mode))
-                raise SpecError([_refusal(path, message)])
-            data = file.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise SpecError([_refusal(path, _("cannot read: {}").format(exc.strerror))]) from exc
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            message = _("{}, not a regular file: refused").format(_kind(info.st_mode))
+            raise SpecError([_refusal(path, message)])
+        data = _read_at_most(descriptor, info.st_size, MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError([_refusal(path, _("cannot read: {}").format(exc.strerror))]) from exc
+    finally:
+        os.close(descriptor)
     if len(data) > MAX_FILE_BYTES:
         message = _("larger than {} MiB, the limit for a spec file: split it into several files")
         raise SpecError([_refusal(path, message.format(MAX_FILE_BYTES // (1024 * 1024)))])
     return data
+
+
+def _read_at_most(descriptor: int, size: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes; plain ``os.read`` calls, sized by the file's ``size``: a buffered
+    file object costs more than the read itself for a small spec file."""
+    parts = [os.read(descriptor, min(size + 1, limit))]
+    total = len(parts[0])
+    while parts[-1] and total < limit:  # a file that grew since, or a short read
+        parts.append(os.read(descriptor, min(limit - total, 1 << 16)))
+        total += len(parts[-1])
+    return b"".join(parts) if len(parts) > 1 else parts[0]
