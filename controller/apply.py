@@ -3,7 +3,10 @@
 Actions start as soon as everything they depend on has been applied, up to ``parallelism`` at
 once. Temporary provider errors are retried with exponential backoff and full jitter (honouring
 Retry-After) within a time budget; a failed action's dependents are skipped, independent ones go
-on. Every start and outcome is appended to the journal, durably, before anything depends on it.
+on. Journal before acting: the run's start and each action's start are durable before the
+provider is called, and each outcome before anything that depends on it starts. When the journal
+cannot be written, no further action starts: those in flight finish, the rest are skipped, and
+the run still returns every result, so the outcome is reported.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .document import ActionResult
-from .errors import ProviderError
+from .errors import ProviderError, StateError
+from .i18n import _
 from .plan import Action, Plan
 from .providers.base import Provider, logical_request
 from .records import PendingRequest, RecordStore, utc_now
@@ -45,12 +49,18 @@ class Executor:
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
     _records_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Why the journal cannot be written (the first failure), once it could not be.
+    journal_error: str | None = field(default=None, init=False)
 
     def run(self, plan: Plan, *, run_id: str | None = None) -> tuple[ActionResult, ...]:
         """Apply every action of ``plan`` in dependency order; return each one's result."""
         run_id = run_id or new_run_id()
         self._journal(
-            run_id, event="run_started", actions=len(plan.actions), fingerprint=plan.fingerprint
+            run_id,
+            sync=True,  # on disk before the first change
+            event="run_started",
+            actions=len(plan.actions),
+            fingerprint=plan.fingerprint,
         )
         results = self._run_dag(plan, run_id)
         ordered = tuple(results[a.id] for a in plan.actions)
@@ -72,7 +82,7 @@ class Executor:
         with ThreadPoolExecutor(max_workers=max(1, self.parallelism)) as pool:
             running: dict[Future[ActionResult], str] = {}
             while ready or running:
-                while ready and len(running) < self.parallelism and not self.stop.is_set():
+                while ready and len(running) < self.parallelism and not self._halted():
                     action_id = ready.popleft()
                     running[pool.submit(self._perform, by_id[action_id], run_id)] = action_id
                 if not running:
@@ -92,14 +102,23 @@ class Executor:
                         self._skip_dependents(action_id, by_id, dependents, results, run_id)
                 if unlocked:
                     # What they depend on must be on record before they start.
-                    self.store.sync_journal()
+                    self._sync_journal()
                     ready.extend(unlocked)
         for action in plan.actions:  # stopped early: what never started is skipped
             if action.id not in results:
-                result = ActionResult(id=action.id, status="skipped", error="not started")
+                result = ActionResult(id=action.id, status="skipped", error=self._not_started())
                 self._journal_action(run_id, action, result)
                 self._finish(action, result, results)
         return results
+
+    def _halted(self) -> bool:
+        """Start nothing more: asked to stop, or the journal cannot record what would start."""
+        return self.stop.is_set() or self.journal_error is not None
+
+    def _not_started(self) -> str:
+        if self.journal_error is None:
+            return "not started"
+        return f"not started: the journal cannot be written: {self.journal_error}"
 
     def _finish(
         self, action: Action, result: ActionResult, results: dict[str, ActionResult]
@@ -129,24 +148,26 @@ class Executor:
             stack.extend(dependents[action_id])
 
     def _perform(self, action: Action, run_id: str) -> ActionResult:
-        # Entries are synced in groups: before any dependent starts, and at the end of the run.
-        # Waiting for each one alone would multiply the syncs without making anything safer:
-        # the next run plans from what it observes, and the journal only has to be right
-        # about order (nothing is recorded as started before what it depends on is recorded).
-        self._journal(
+        # Journal before acting: the start is on disk before the provider is called (workers
+        # starting at once share one sync). Outcomes are synced in groups: before any dependent
+        # starts, and at the end of the run; the next run plans from what it observes.
+        started = self._journal(
             run_id,
+            sync=True,
             event="action_started",
             id=action.id,
             type=action.type,
             customer_id=action.customer_id,
             subscription_id=action.subscription_id,
         )
+        if not started:
+            return ActionResult(id=action.id, status="skipped", error=self._not_started())
         # One logical request per action, the same across its retries (an idempotency key).
         token = logical_request.set(f"{run_id}/{action.id}")
         try:
             self._call_with_retries(action)
             result = ActionResult(id=action.id, status="applied")
-        except ProviderError as exc:
+        except (ProviderError, StateError) as exc:  # StateError: the pending request unsaved
             result = ActionResult(id=action.id, status="failed", error=str(exc))
         except Exception as exc:  # a bug must not leave the run unrecorded: fail this action
             log.exception("unexpected error in %s", action.id)
@@ -205,6 +226,26 @@ class Executor:
             error=result.error,
         )
 
-    def _journal(self, run_id: str, *, sync: bool = False, **entry: Any) -> None:
+    def _journal(self, run_id: str, *, sync: bool = False, **entry: Any) -> bool:
+        """Append (with ``sync``, durably) and say whether it worked; a failure is kept in
+        ``journal_error`` and halts the run instead of escaping from a worker."""
         # No lock here: the store makes concurrent appends durable together (group commit).
-        self.store.append_journal({"time": utc_now(), "run": run_id, **entry}, sync=sync)
+        entry = {"time": utc_now(), "run": run_id, **entry}
+        return self._journaling(lambda: self.store.append_journal(entry, sync=sync))
+
+    def _sync_journal(self) -> bool:
+        return self._journaling(self.store.sync_journal)
+
+    def _journaling(self, write: Callable[[], None]) -> bool:
+        if self.journal_error is not None:
+            return False
+        try:
+            write()
+            return True
+        except (StateError, OSError) as exc:
+            message = str(exc) if isinstance(exc, StateError) else exc.strerror or repr(exc)
+            with self._records_lock:
+                if self.journal_error is None:
+                    self.journal_error = message
+                    log.error(_("%s; starting no more actions"), message)
+            return False

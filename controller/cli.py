@@ -601,6 +601,7 @@ def _apply(
 ) -> int:
     from .document import read_plan_file
     from .reconcile import apply
+    from .untrusted import printable
 
     saved = read_plan_file(plan_file) if plan_file else None
     session = _ApplySession(output, sys.stdin.isatty() and not yes, fail_on_warnings)
@@ -624,6 +625,8 @@ def _apply(
     if output == "text" and not outcome.plan.has_changes:
         click.echo(_render_plan(outcome.plan, output), nl=False)
     click.echo(_render_outcome(outcome, output), nl=False)
+    for problem in outcome.problems:
+        click.echo(_("error: {}").format(printable(problem)), err=True)
     if session.signal is not None:
         return 128 + session.signal
     if fail_on_warnings and outcome.plan.warnings:
@@ -1029,6 +1032,12 @@ def emulator(
         server.server_close()
 
 
+def _lines(message: str) -> list[str]:
+    """An error's lines: split at newlines only (``splitlines`` would also split at U+0085 and
+    other separators that untrusted text may carry; ``printable`` shows those escaped)."""
+    return [line for line in message.split("\n") if line]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reconcile`` command; returns the exit code."""
     from .untrusted import SafeFormatter, printable
@@ -1055,8 +1064,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             click.echo(printable(problem), err=True)
         return EXIT_ERROR
     except ReconcileError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        for line in _lines(str(exc)) or [type(exc).__name__]:
             click.echo(_("error: {}").format(printable(line)), err=True)
+        return EXIT_ERROR
+    except OSError as exc:  # a file the boundary did not expect: still one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or type(exc).__name__
+        click.echo(_("error: {}").format(printable(f"{where}{reason}")), err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo(_("Interrupted."), err=True)

@@ -8,12 +8,14 @@ A subscription is of a commerce kind (contract section 7): ``legacy`` (license-b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from .i18n import _
 from .ids import Guid
 
 Relationship = Literal["reseller", "none", "advisor", "syndication"]
@@ -33,6 +35,14 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 # CONTRACT section 8: larger numbers are refused where they come in (specs, a hand-edited world),
 # so that no state file ever holds one that could not be read back (orjson stops at 64 bits).
 MAX_QUANTITY = 1_000_000
+
+
+def _refuse_duplicate(ids: Iterable[str], message: str, *context: str) -> None:
+    seen: set[str] = set()
+    for item_id in ids:
+        if item_id in seen:
+            raise ValueError(message.format(*context, item_id))
+        seen.add(item_id)
 
 
 class _Frozen(BaseModel):
@@ -81,6 +91,16 @@ class Customer(_Frozen):
     def subscriptions_by_id(self) -> dict[str, Subscription]:
         return {s.id: s for s in self.subscriptions}
 
+    @model_validator(mode="after")
+    def _unique_subscriptions(self) -> Customer:
+        """One id, one subscription: otherwise one of two would silently win."""
+        _refuse_duplicate(
+            (s.id for s in self.subscriptions),
+            _("customer {} lists subscription {} twice"),
+            self.id,
+        )
+        return self
+
     def evolve(self, **changes: Any) -> Customer:
         """A copy with ``changes``; built afresh so that no cached index is carried over."""
         return Customer.model_construct(**{**dict(self), **changes})
@@ -101,6 +121,12 @@ class CurrentState(_Frozen):
     @cached_property
     def customers_by_id(self) -> dict[str, Customer]:
         return {c.id: c for c in self.customers}
+
+    @model_validator(mode="after")
+    def _unique_customers(self) -> CurrentState:
+        """One id, one customer: otherwise one of two would silently win."""
+        _refuse_duplicate((c.id for c in self.customers), _("customer {} is listed twice"))
+        return self
 
     def replace_customer(self, customer: Customer) -> CurrentState:
         """Return a copy with ``customer`` replacing the one with its id, or added at the end."""

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import StateError
+from .errors import StateError, validation_problem
 from .i18n import _
 from .plan import Action, ActionType, Blocked, Plan, Unmanaged
 
@@ -80,10 +80,8 @@ def read_plan_file(path: Path) -> Plan:
     except OSError as exc:
         raise StateError(f"{path}: {exc.strerror}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or _("document")
         raise StateError(
-            _("{}: not a saved plan: {}: {}").format(path, where, first["msg"])
+            _("{}: not a saved plan: {}").format(path, validation_problem(exc))
         ) from exc
     _check_order(document.actions, path)
     return Plan(

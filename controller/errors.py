@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from .i18n import _
 
 
 class ReconcileError(Exception):
@@ -80,3 +83,11 @@ class PermanentProviderError(ProviderError):
 
 class LockError(ReconcileError):
     """Another process is applying to the same state directory."""
+
+
+def validation_problem(exc: Any) -> str:
+    """The first problem of a pydantic ValidationError as ``field.path: message``, for the one
+    line that names a damaged state file."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or _("document")
+    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"

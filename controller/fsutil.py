@@ -160,6 +160,17 @@ class DurableLog:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            if _ends_torn(self.path):  # a kill mid-append: keep the torn line on its own
+                text = "\n" + text
         self._handle.write(text)
         self._handle.flush()
         os.fdatasync(self._handle.fileno())
+
+
+def _ends_torn(path: Path) -> bool:
+    """Whether ``path`` ends in the middle of a line."""
+    with open(path, "rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"

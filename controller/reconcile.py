@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 from .current import CurrentState
 from .document import ActionResult
 from .drift import attribute_drift, settled_snapshot, spec_snapshot
-from .errors import PlanError, ProviderError, StalePlanError
+from .errors import PlanError, ProviderError, StalePlanError, StateError
 from .i18n import _, ngettext
 from .perf import paused_gc
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
+from .protection import keep_protection, read_witnesses, remember_protected
 from .providers.base import Provider
 from .ratelimit import RateLimiter
-from .records import FileStore, RecordStore, next_records
+from .records import FileStore, Records, RecordStore, next_records
 from .render import Outcome
 from .spec import Desired, customer_line, load_specs
 from .targeting import Targets, leave_out_unobserved, target, target_mapping, target_records
@@ -140,10 +141,12 @@ def make_plan(
     """Observe and plan (the targeted part), with the partner check; reads only."""
     with paused_gc():
         current = provider.observe()
-        records = store.load()
+        records, warnings = load_records(store, desired, current)
         check_partner(desired, current, records)
         made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
         check_mistyped_ids(desired, current, made, line=customer_line)
+        if warnings:
+            made = replace(made, warnings=(*made.warnings, *warnings))
         made = target(leave_out_unobserved(made, current.unobserved), targets)
         return replace(made, source=observed_source(provider))
 
@@ -153,6 +156,22 @@ def observed_source(provider: Provider) -> str:
     from .providers.world import WorldProvider
 
     return "local_world" if isinstance(provider, WorldProvider) else "partner_center"
+
+
+def load_records(
+    store: RecordStore, desired: Desired, current: CurrentState
+) -> tuple[Records, tuple[str, ...]]:
+    """The records, with any protection lifted by hand kept (and a warning for each): see
+    ``protection``."""
+    records = store.load()
+    partner_id = records.partner_id or current.partner.id
+    return keep_protection(
+        records,
+        desired,
+        read_witnesses(store, partner_id),
+        names={c.id: c.name for c in current.customers},
+        records_file=str(getattr(store, "records_path", "records")),
+    )
 
 
 def dry_run(desired: Desired, options: Options) -> Plan:
@@ -209,9 +228,10 @@ def apply(
             stop=stop or threading.Event(),
         )
         results = executor.run(chosen) if chosen.has_changes else ()
+        problems = [executor.journal_error] if executor.journal_error else []
         after = provider.observe()
-        remaining = _record_and_replan(desired, after, store, options.targets)
-        return Outcome(chosen, results, replace(remaining, source=chosen.source))
+        remaining = _record_and_replan(desired, after, store, options.targets, problems)
+        return Outcome(chosen, results, replace(remaining, source=chosen.source), tuple(problems))
 
 
 def _choose(fresh: Plan, saved: Plan | None) -> Plan:
@@ -228,18 +248,27 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
 
 
 def _record_and_replan(
-    desired: Desired, after: CurrentState, store: RecordStore, targets: Targets
+    desired: Desired,
+    after: CurrentState,
+    store: RecordStore,
+    targets: Targets,
+    problems: list[str],
 ) -> Plan:
     """Record what the apply leaves (for the targeted customers only) and plan again: what is
-    left is reported, and what matched becomes the baseline that tells drift later."""
+    left is reported, and what matched becomes the baseline that tells drift later. A record
+    that cannot be written is added to ``problems``: the outcome is still reported."""
     # A customer that could not be observed keeps its records and baseline as they were.
     observed = replace(targets, exclude=targets.exclude | frozenset(after.unobserved or ()))
-    before = store.load()
+    before, _warnings = load_records(store, desired, after)  # the plan warned already
     records = target_records(before, next_records(before, desired, after), observed)
-    store.save(records)
     remaining = plan(desired, after, records)
     settled = settled_snapshot(desired, after, remaining)
-    store.save_applied(target_mapping(store.load_applied(), settled, observed))
+    try:
+        store.save(records)
+        remember_protected(store, records)
+        store.save_applied(target_mapping(store.load_applied(), settled, observed))
+    except StateError as exc:
+        problems.append(str(exc))
     return target(leave_out_unobserved(remaining, after.unobserved), targets)
 
 

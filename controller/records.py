@@ -13,7 +13,9 @@ see files; ``FileStore`` keeps them in the state directory:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -24,16 +26,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .current import CurrentState
-from .errors import LockError, StateError
+from .errors import LockError, StateError, validation_problem
 from .fsutil import DurableLog, atomic_write, directory_lock
 from .i18n import _
 from .ids import CustomerId, Guid
 from .spec import Desired
 
 JOURNAL_MAX_BYTES = 16 * 1024 * 1024
+_APPLIED = TypeAdapter(dict[str, dict[str, str]])
+# The fields of a journal entry that readers rely on, and their types (others are kept as they are).
+_JOURNAL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "event": str,
+    "run": str,
+    "time": str,
+    "actions": int,
+    "id": str,
+    "type": str,
+    "customer_id": (str, type(None)),
+    "subscription_id": (str, type(None)),
+    "error": (str, type(None)),
+}
+
+log = logging.getLogger("reconcile")
 
 
 class _Frozen(BaseModel):
@@ -147,12 +164,29 @@ def _writing(path: Path) -> Iterator[None]:
 
 
 def _replace_if_changed(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text`` (and a final newline), unless it holds it."""
+    """Replace ``path`` atomically with ``text`` (and a final newline), unless it holds it.
+    Whatever is there now (damaged, not UTF-8, a directory) only means it has to be written."""
     text += "\n"
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == text.encode("utf-8"):
+            return
     with _writing(path):
         atomic_write(path, text)
+
+
+def _journal_entry(line: bytes) -> dict[str, Any] | None:
+    """One journal line as an entry, or None when it is damaged (not UTF-8, not a JSON object,
+    or a field readers rely on has the wrong type)."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
+        return None
+    for name, kind in _JOURNAL_FIELDS.items():
+        if name in entry and (not isinstance(entry[name], kind) or isinstance(entry[name], bool)):
+            return None
+    return entry
 
 
 class FileStore:
@@ -172,9 +206,7 @@ class FileStore:
         try:
             return Records.model_validate_json(self.records_path.read_bytes())
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StateError(f"{self.records_path}: {where}: {first['msg']}") from exc
+            raise StateError(f"{self.records_path}: {validation_problem(exc)}") from exc
         except OSError as exc:
             raise StateError(f"{self.records_path}: {exc.strerror}") from exc
 
@@ -192,23 +224,50 @@ class FileStore:
             self._journal.sync()
 
     def read_journal(self) -> list[dict[str, Any]]:
-        """Every journal entry; a torn last line (a kill mid-append) is ignored."""
-        if not self.journal_path.exists():
+        """Every readable journal entry. A torn last line (a kill mid-append) is ignored; other
+        damaged lines are skipped and reported in one warning naming the file and line: the
+        journal is history, and the next run plans from what it observes."""
+        try:
+            data = self.journal_path.read_bytes()
+        except FileNotFoundError:
             return []
-        entries = []
-        for line in self.journal_path.read_text(encoding="utf-8").splitlines():
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        except OSError as exc:
+            raise StateError(f"{self.journal_path}: {exc.strerror}") from exc
+        lines = data.splitlines()
+        torn = len(lines) if not data.endswith(b"\n") else 0  # the last line, unfinished
+        entries, damaged = [], []
+        for number, line in enumerate(lines, start=1):
+            entry = _journal_entry(line)
+            if entry is not None:
+                entries.append(entry)
+            elif line.strip() and number != torn:
+                damaged.append(number)
+        if damaged:
+            log.warning(
+                _("%s: skipped %d damaged lines (the first is line %d)"),
+                self.journal_path,
+                len(damaged),
+                damaged[0],
+            )
         return entries
 
     def load_applied(self) -> dict[str, dict[str, str]]:
+        """The drift baseline; none yet is an empty one. A damaged file stops the plan (before
+        anything is done) with one line saying how to rebuild it."""
         try:
-            loaded = json.loads(self.applied_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # missing or damaged: only used to tell drift apart,
-            return {}  # so it must never stop a plan
-        return loaded if isinstance(loaded, dict) else {}
+            return _APPLIED.validate_json(self.applied_path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            problem = exc.strerror
+        except ValidationError as exc:
+            problem = validation_problem(exc)
+        raise StateError(
+            _(
+                "{}: {}; it only tells drift from spec changes: delete it, and the next apply "
+                "writes it afresh"
+            ).format(self.applied_path, problem)
+        )
 
     def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None:
         _replace_if_changed(self.applied_path, json.dumps(snapshot, indent=1, sort_keys=True))
@@ -216,12 +275,16 @@ class FileStore:
     @contextmanager
     def lock(self, *, timeout: float) -> Iterator[None]:
         """Hold the state directory's apply lock, or raise LockError naming its holder."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.state_dir.exists() and not self.state_dir.is_dir():
+            raise StateError(_("{}: not a directory").format(self.state_dir))
+        with _writing(self.state_dir):
+            self.state_dir.mkdir(parents=True, exist_ok=True)
         with directory_lock(self.state_dir, timeout=timeout) as acquired:
             if not acquired:
                 raise LockError(self._holder_message())
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
-            atomic_write(self.holder_path, json.dumps(holder) + "\n")
+            with _writing(self.holder_path):
+                atomic_write(self.holder_path, json.dumps(holder) + "\n")
             try:
                 self._rotate_journal()
                 yield

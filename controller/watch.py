@@ -147,21 +147,35 @@ class Watcher:
         return min(self.settings.interval, FIRST_BACKOFF * 2 ** (self._failures - 1))
 
     def run_pass(self) -> PassResult:
-        """One pass: load, plan, and (unless dry-run) apply; never raises a ReconcileError."""
+        """One pass: load, plan, and (unless dry-run) apply; reports any error and never raises
+        one (but KeyboardInterrupt and SystemExit)."""
         self.passes += 1
         started = time.monotonic()
         try:
             result = self._pass()
         except ReconcileError as exc:  # reported; the loop goes on and tries again
-            result = PassResult(ok=False, error=str(exc))
-            for line in str(exc).splitlines():
-                log.error(_("error: %s"), line)
-            self.emit(self.render_error(str(exc)))
+            result = self._failed(str(exc))
+        except OSError as exc:  # a state or spec file the pass could not read or write
+            where = f"{exc.filename}: " if exc.filename else ""
+            result = self._failed(f"{where}{exc.strerror or type(exc).__name__}")
+        except Exception as exc:  # a bug must not end a controller that runs for months
+            log.debug("unexpected error in pass %d", self.passes, exc_info=True)
+            result = self._failed(_("unexpected error: {}: {}").format(type(exc).__name__, exc))
         metrics.record_pass(result.ok)
         if result.ok and self.settings.health_file is not None:
-            self.settings.health_file.touch()
+            try:
+                self.settings.health_file.touch()
+            except OSError as exc:  # the probe then sees a stale file, which is the truth
+                log.error(_("error: %s: %s"), self.settings.health_file, exc.strerror)
         log.info("%s", self._summary(result, time.monotonic() - started))
         return result
+
+    def _failed(self, message: str) -> PassResult:
+        """Report a failed pass (log, and the output's error form); the loop retries."""
+        for line in message.split("\n"):
+            log.error(_("error: %s"), line)
+        self.emit(self.render_error(message))
+        return PassResult(ok=False, error=message)
 
     def _pass(self) -> PassResult:
         specs_dir = self.settings.specs_dir
@@ -176,8 +190,11 @@ class Watcher:
         metrics.record_outcome(outcome)
         if outcome.plan.has_changes or outcome.remaining.has_changes or self.emit_idle:
             self.emit(self.render_outcome(outcome))
+        for problem in outcome.problems:
+            log.error(_("error: %s"), problem)
         return PassResult(
-            ok=True,
+            ok=not outcome.problems,
+            error=outcome.problems[0] if outcome.problems else None,
             applied=outcome.count("applied"),
             failed=outcome.count("failed"),
             blocked=len(outcome.remaining.blocked),
@@ -212,7 +229,7 @@ class Watcher:
 
     def _summary(self, result: PassResult, seconds: float) -> str:
         if result.error is not None:
-            first = result.error.splitlines()[0]
+            first = result.error.split("\n")[0]
             return _("{} pass {}: error ({:.1f} s): {}").format(
                 utc_now(), self.passes, seconds, first
             )
@@ -235,4 +252,4 @@ class Watcher:
 
 def error_document(message: str) -> str:
     """A pass that failed, as one JSON line."""
-    return json.dumps({"time": utc_now(), "error": message.splitlines()}) + "\n"
+    return json.dumps({"time": utc_now(), "error": message.split("\n")}) + "\n"

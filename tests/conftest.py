@@ -32,6 +32,17 @@ def own_token_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(autouse=True)
+def own_state_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test its own $XDG_STATE_HOME (the protection ledger lives there), inherited by the
+    ``reconcile`` processes it starts: no test sees what another one protected."""
+    home = tmp_path_factory.mktemp("state-home")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def example(tmp_path: Path) -> Path:
     """A copy of the shipped example (specs/ and state/) in a temporary directory."""

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..current import CurrentState, Customer, Partner, Subscription
-from ..errors import PermanentProviderError, StateError
+from ..errors import PermanentProviderError, StateError, validation_problem
 from ..fsutil import atomic_write
 from ..i18n import _
 from ..ratelimit import RateLimiter
@@ -30,9 +30,7 @@ def read_world(path: Path) -> CurrentState:
     except OSError as exc:
         raise StateError(f"{path}: {exc.strerror}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise StateError(f"{path}: {where}: {first['msg']}") from exc
+        raise StateError(f"{path}: {validation_problem(exc)}") from exc
 
 
 # Fields written only when they differ from their default, so that a world of legacy

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from ..current import CurrentState, Customer, Subscription
-from ..errors import PermanentProviderError, ProviderError
+from ..errors import PermanentProviderError, ProviderError, validation_problem
 from ..i18n import _
 from ..ids import normalize_guid
 from ..ratelimit import RateLimiter
@@ -269,14 +270,20 @@ class PartnerCenterProvider:
             o if isinstance(o, Customer) else parse_customer(raw)
             for raw, o in zip(raw_customers, outcomes, strict=True)
         )
-        return CurrentState(
-            partner={"id": self.settings.tenant_id, "name": ""},
-            customers=customers,
-            # The service's clock (its answers' Date) decides its windows: the emulator's is the
-            # world's own; the wall clock only when no answer said.
-            now=self._session.service_time() or datetime.now(UTC),
-            unobserved={i: str(e) for i, e in failures.items()},
-        )
+        try:
+            return CurrentState(
+                partner={"id": self.settings.tenant_id, "name": ""},
+                customers=customers,
+                # The service's clock (its answers' Date) decides its windows: the emulator's is
+                # the world's own; the wall clock only when no answer said.
+                now=self._session.service_time() or datetime.now(UTC),
+                unobserved={i: str(e) for i, e in failures.items()},
+            )
+        except ValidationError as exc:  # e.g. a customer listed twice: neither may win
+            raise PermanentProviderError(
+                _("unexpected response from Partner Center: {}").format(validation_problem(exc)),
+                code="bad_response",
+            ) from exc
 
     # --- actions ---------------------------------------------------------------------------
 

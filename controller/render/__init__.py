@@ -99,16 +99,23 @@ def no_changes_line(plan: Plan) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """An apply's outcome: the plan applied, each action's result, and what a fresh plan made
-    right afterwards still finds to do (empty when the world converged)."""
+    """An apply's outcome: the plan applied, each action's result, what a fresh plan made
+    right afterwards still finds to do (empty when the world converged), and state that could
+    not be written."""
 
     plan: Plan
     results: tuple[ActionResult, ...]
     remaining: Plan
+    # What went wrong around the actions: the journal or the records could not be written.
+    problems: tuple[str, ...] = ()
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
 
     @property
     def succeeded(self) -> bool:
-        return self.count("applied") == len(self.results) and not self.remaining.has_changes
+        return (
+            self.count("applied") == len(self.results)
+            and not self.remaining.has_changes
+            and not self.problems
+        )

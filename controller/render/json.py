@@ -26,6 +26,7 @@ def render_outcome(outcome: Outcome, *, compact: bool = False) -> str:
     """The applied plan with its ``results``; what is left afterwards becomes a warning, so the
     document keeps the contract's shape."""
     document = to_document(outcome.plan, outcome.results)
+    document["warnings"].extend(outcome.problems)  # the journal or records not written
     for action in outcome.remaining.actions:
         document["warnings"].append(
             _("left after apply: {} {} {}")
