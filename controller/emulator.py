@@ -104,13 +104,14 @@ def _commerce_fields(subscription: Subscription) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "productType": NCE_PRODUCT,
         "commitmentEndDate": _moment(subscription.term_end),
-        "autoRenewEnabled": bool(subscription.auto_renew),
         "refundOptions": (
             [{"type": "Full", "expiresAt": _moment(subscription.cancel_until)}]
             if subscription.cancel_until
             else []
         ),
     }
+    if subscription.auto_renew is not None:  # unknown in the world: not shown
+        fields["autoRenewEnabled"] = subscription.auto_renew
     if subscription.refundable_quantity is not None:
         fields["refundableQuantity"] = {
             "totalQuantity": subscription.refundable_quantity,
@@ -470,7 +471,7 @@ def _apply_subscription_change(
             raise PermanentProviderError(f"status {status!r} cannot be set", code="800096")
         world = set_status(world, customer_id, current.id)
     renew = body.get("autoRenewEnabled")
-    if renew is not None and current.commerce == "nce" and bool(renew) != current.auto_renew:
+    if renew is not None and current.commerce == "nce" and bool(renew) != bool(current.auto_renew):
         world = rules.set_auto_renew(world, customer_id, current.id, bool(renew))
     quantity = body.get("quantity", current.quantity)
     if quantity != current.quantity:

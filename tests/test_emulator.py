@@ -181,7 +181,7 @@ def nce_world(tmp_path: Path) -> Path:
             sub(10, quantity=4),
             nce(11, quantity=5, cancel_until=NOW + DAY, refundable=2),
             nce(12, parent=11),
-            nce(13, "suspended", suspended_by="partner"),
+            nce(13, "suspended", suspended_by="partner", auto_renew=None),
             azure_plan(14, active=2),
             reservations=3,
         ),
@@ -205,6 +205,7 @@ def test_new_commerce_items_carry_the_service_fields_and_no_etag(tmp_path: Path)
     assert window["refundableQuantity"]["totalQuantity"] == 2
     assert addon["parentSubscriptionId"] == gid(11) and addon["refundOptions"] == []
     assert suspended["suspensionReasons"] == ["CustomerCancellation"]
+    assert "autoRenewEnabled" not in suspended  # unknown in the world: not shown
     assert plan["productType"] == {"id": "Azure", "displayName": "Azure"}
 
 
@@ -245,6 +246,7 @@ def test_cancel_and_auto_renewal_through_the_emulator_follow_the_rules(tmp_path:
     try:
         provider = loopback_client(env)
         provider.set_auto_renew(gid(1), gid(12), False)
+        provider.reactivate_subscription(gid(1), gid(13))  # auto-renewal left as it was
         provider.cancel_subscription(gid(1), gid(11))  # inside its window
         with pytest.raises(PermanentProviderError) as caught:
             provider.cancel_subscription(gid(1), gid(13))  # past it
@@ -253,7 +255,7 @@ def test_cancel_and_auto_renewal_through_the_emulator_follow_the_rules(tmp_path:
     subscriptions = read_world(state / "world.json").customers[0].subscriptions_by_id
     assert subscriptions[gid(12)].auto_renew is False
     assert subscriptions[gid(11)].status == "deleted"
-    assert subscriptions[gid(13)].status == "suspended" and "HTTP 400" in str(caught.value)
+    assert subscriptions[gid(13)].auto_renew is None and "HTTP 400" in str(caught.value)
 
 
 def test_a_slow_quantity_change_is_answered_202_and_awaited(tmp_path: Path) -> None:
