@@ -24,7 +24,6 @@ from controller.apply import Executor  # noqa: E402
 from controller.current import CurrentState, Customer, Subscription  # noqa: E402
 from controller.plan import plan  # noqa: E402
 from controller.providers.memory import MemoryProvider  # noqa: E402
-from controller.ratelimit import RateLimiter  # noqa: E402
 from controller.records import FileStore, MemoryStore, Records  # noqa: E402
 from controller.spec import CustomerSpec, Desired  # noqa: E402
 
@@ -56,9 +55,7 @@ def measure(
     provider = MemoryProvider(current, latency=latency)
     with tempfile.TemporaryDirectory() as directory:
         record_store = FileStore(Path(directory)) if store == "file" else MemoryStore(records)
-        executor = Executor(
-            provider, record_store, parallelism=parallelism, rate_limiter=RateLimiter(0)
-        )
+        executor = Executor(provider, record_store, parallelism=parallelism)
         started = time.perf_counter()
         results = executor.run(made)
         wall = time.perf_counter() - started

@@ -26,6 +26,24 @@ def gid(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
+def _removing(
+    id_: str, type_: str, customer: str, subscription: str | None, after: tuple[str, ...]
+) -> Action:
+    """One action of a customer's removal (built without validation: it is only rendered)."""
+    change = ("active", "suspended") if subscription else ("reseller", "none")
+    return Action.model_construct(
+        id=id_,
+        type=type_,
+        customer_id=customer,
+        subscription_id=subscription,
+        depends_on=after,
+        from_=change[0],
+        to=change[1],
+        reason="customer removed from specs",
+        drift=False,
+    )
+
+
 def removal_plan(actions: int) -> Plan:
     """N actions: for each of N/2 customers, suspend its subscription, then remove it."""
     built: list[Action] = []
@@ -34,33 +52,8 @@ def removal_plan(actions: int) -> Plan:
         customer, subscription = gid(2 * n), gid(2 * n + 1)
         names[customer], names[subscription] = f"Customer {n}", f"Subscription {n}"
         suspend, remove = f"a{2 * n + 1}", f"a{2 * n + 2}"
-        reason = "customer removed from specs"
-        built.append(
-            Action.model_construct(
-                id=suspend,
-                type="suspend_subscription",
-                customer_id=customer,
-                subscription_id=subscription,
-                depends_on=(),
-                from_="active",
-                to="suspended",
-                reason=reason,
-                drift=False,
-            )
-        )
-        built.append(
-            Action.model_construct(
-                id=remove,
-                type="remove_relationship",
-                customer_id=customer,
-                subscription_id=None,
-                depends_on=(suspend,),
-                from_="reseller",
-                to="none",
-                reason=reason,
-                drift=False,
-            )
-        )
+        built.append(_removing(suspend, "suspend_subscription", customer, subscription, ()))
+        built.append(_removing(remove, "remove_relationship", customer, None, (suspend,)))
     return Plan(fingerprint="0" * 64, actions=tuple(built), names=names)
 
 

@@ -4,13 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import re
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def readable_json(document: Any, **options: Any) -> str:
+    """``json.dumps(document)`` that strict readers (pydantic's) can read back. A lone surrogate
+    (Python's json and YAML escapes accept ``\\ud800``; pydantic refuses it) becomes U+FFFD, so
+    that no state file is ever written that the controller could not read again."""
+    text = json.dumps(document, **options)
+    if "\\ud" in text or "\\uD" in text:  # also a non-BMP character's pair: then look closer
+        text = json.dumps(_without_surrogates(document), **options)
+    return text
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_surrogates(v) for v in value]
+    return value
 
 
 def atomic_write(path: Path, text: str, *, mode: int | None = None) -> None:

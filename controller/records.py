@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .current import CurrentState
 from .errors import LockError, StateError, validation_problem
-from .fsutil import DurableLog, atomic_write, directory_lock
+from .fsutil import DurableLog, atomic_write, directory_lock, readable_json
 from .i18n import _
 from .ids import CustomerId, Guid
 from .spec import Desired
@@ -212,7 +212,7 @@ class FileStore:
 
     def save(self, records: Records) -> None:
         _replace_if_changed(
-            self.records_path, json.dumps(records.model_dump(mode="json"), indent=2)
+            self.records_path, readable_json(records.model_dump(mode="json"), indent=2)
         )
 
     def append_journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:

@@ -255,3 +255,34 @@ def test_random_bytes_in_a_state_file_are_one_line_errors_and_change_nothing(
             target.unlink()
         else:
             target.write_bytes(original)
+
+
+# --- the controller never writes a state file it could not read back ------------------------
+
+LONE = "Contoso \ud800 Ltd"  # Python's json and YAML's "\ud800" accept it; pydantic refuses it
+
+
+def test_a_lone_surrogate_in_a_name_never_makes_a_state_file_unreadable(tmp_path: Path) -> None:
+    from controller.document import read_plan_file
+    from controller.fsutil import atomic_write
+    from controller.plan import Plan
+    from controller.providers.local import LocalProvider, world_path
+    from controller.records import PendingRequest, Records
+    from controller.render import json as json_render
+
+    store = FileStore(tmp_path)
+    pending = PendingRequest(
+        customer_id=CONTOSO, name=LONE, requested_at="t", invitation_url="https://x"
+    )
+    store.save(Records(pending=(pending,)))
+    assert store.load().pending[0].name == "Contoso \ufffd Ltd"  # before: unreadable from then on
+    world = read_world(ROOT / "state" / "world.json")
+    renamed = world.model_copy(
+        update={"customers": (world.customers[0].evolve(name=LONE), *world.customers[1:])}
+    )
+    LocalProvider(tmp_path).store_world(renamed)
+    assert read_world(world_path(tmp_path)).customers[0].name == "Contoso \ufffd Ltd"
+    atomic_write(tmp_path / "plan.json", json_render.render_plan(Plan("f", warnings=(LONE,))))
+    assert read_plan_file(tmp_path / "plan.json").warnings == ("Contoso \ufffd Ltd",)
+    emoji = json_render.render_plan(Plan("f", warnings=("\U0001f600",)))  # a pair stays a pair
+    assert json.loads(emoji)["warnings"] == ["\U0001f600"]

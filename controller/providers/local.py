@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ from pydantic import ValidationError
 
 from ..current import CurrentState, Customer, Partner, Subscription
 from ..errors import PermanentProviderError, StateError, validation_problem
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, readable_json
 from ..i18n import _
 from ..ratelimit import RateLimiter
 from .world import WorldProvider
@@ -54,7 +53,7 @@ def render_world(world: CurrentState) -> str:
     for customer in document["customers"]:
         customer["subscriptions"] = [_without_defaults(s) for s in customer["subscriptions"]]
     document["customers"] = [_without_defaults(c) for c in document["customers"]]
-    return json.dumps(document, indent=2) + "\n"
+    return readable_json(document, indent=2) + "\n"
 
 
 class LocalProvider(WorldProvider):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..document import to_document
+from ..fsutil import readable_json
 from ..i18n import _
 from ..plan import Plan
 from . import Outcome
@@ -14,8 +14,8 @@ from . import Outcome
 def _dump(document: dict[str, Any], *, compact: bool) -> str:
     """Indented for people and files; compact (one line) for a stream of documents."""
     if compact:
-        return json.dumps(document, separators=(",", ":")) + "\n"
-    return json.dumps(document, indent=2) + "\n"
+        return readable_json(document, separators=(",", ":")) + "\n"
+    return readable_json(document, indent=2) + "\n"
 
 
 def render_plan(plan: Plan, *, compact: bool = False) -> str:
