@@ -179,6 +179,41 @@ def reserved_instance(customer_id: str, number: int) -> dict[str, Any]:
     }
 
 
+def _has_azure(customer: Customer) -> bool:
+    """Whether a customer's reservations show as reserved-instance entitlements (it has Azure:
+    an Azure plan or a legacy Azure offer, where the client looks for them) or, without Azure, as
+    Azure commitments (``productType`` Azure with a ``subType``) in its subscription list. Either
+    way, a client counts each open reservation once."""
+    return any(
+        s.commerce == "azure_plan" or (s.offer or "").upper().startswith("MS-AZR-")
+        for s in customer.subscriptions
+    )
+
+
+def _reservations(customer: Customer) -> range:
+    return range(customer.azure_reservations_open)
+
+
+def azure_reservation(customer_id: str, number: int) -> dict[str, Any]:
+    """An open Azure reservation as a subscription: productType Azure with a subType."""
+    reservation_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{customer_id}/reservation/{number}"))
+    return {
+        "id": reservation_id,
+        "offerId": "DZH318Z0BQ4C:00BD:DZH318Z0BQ4C",
+        "offerName": "Reserved VM Instance",
+        "friendlyName": f"Reservation {number + 1}",
+        "productType": {
+            "id": "Azure",
+            "displayName": "Azure",
+            "subType": {"id": "Reservation", "displayName": "Reservation"},
+        },
+        "quantity": 1,
+        "status": "active",
+        "billingType": "benefit",
+        "attributes": {"objectType": "Subscription"},
+    }
+
+
 def azure_entitlement(plan_id: str, number: int) -> dict[str, Any]:
     entitlement_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{plan_id}/azure/{number}"))
     return {
@@ -335,6 +370,8 @@ class Emulator:
         except PermanentProviderError as exc:
             return _refused(exc)
         resources = [subscription_resource(customer.id, s) for s in customer.subscriptions]
+        if not _has_azure(customer):  # its reservations show as Azure commitments
+            resources += [azure_reservation(customer.id, n) for n in _reservations(customer)]
         size = self.knobs.subscription_page_size
         if not size:
             return 200, _collection(resources), {}
@@ -351,8 +388,8 @@ class Emulator:
             customer = self._related(customer_id)
         except PermanentProviderError as exc:
             return _refused(exc)
-        items = [reserved_instance(customer.id, n) for n in range(customer.azure_reservations_open)]
-        return 200, _collection(items), {}
+        shown = _reservations(customer) if _has_azure(customer) else range(0)
+        return 200, _collection([reserved_instance(customer.id, n) for n in shown]), {}
 
     def _list_azure_entitlements(self, customer_id: str, subscription_id: str) -> Reply:
         try:

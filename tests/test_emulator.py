@@ -227,6 +227,25 @@ def test_the_client_sees_through_the_emulator_what_the_local_world_holds(tmp_pat
     assert observed.customers[0].subscriptions[4].azure_subscriptions_active == 2
 
 
+def test_reservations_are_counted_the_same_with_or_without_azure(tmp_path: Path) -> None:
+    from helpers import customer, nce, world
+
+    from controller.providers.local import render_world
+    from controller.providers.partnercenter import PartnerCenterProvider
+
+    state = tmp_path / "state"
+    state.mkdir()
+    current = world(customer(1, nce(11), reservations=2), customer(2, reservations=1))
+    (state / "world.json").write_text(render_world(current))
+    stop, env = start_emulator(state, Knobs(token=TOKEN))
+    try:
+        observed = PartnerCenterProvider.from_env(env).observe()
+    finally:
+        stop()
+    assert [c.azure_reservations_open for c in observed.customers] == [2, 1]
+    assert [len(c.subscriptions) for c in observed.customers] == [1, 0]  # never listed
+
+
 def loopback_client(env: dict[str, str]):  # type: ignore[no-untyped-def]
     from controller.providers.partnercenter import PartnerCenterProvider, Polling, Settings
 
