@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -420,6 +420,11 @@ class PostgresStore:
             self._do(lambda conn: record_holder(conn, self.partner, "apply"))
             self._trim_journal()
             yield
+        except BaseException:
+            with suppress(StateError):  # keep what was queued before the failure, if we can
+                self.sync_journal()
+            raise
+        else:
             self.sync_journal()
         finally:
             self._unlock(key)

@@ -177,3 +177,13 @@ def test_a_password_typed_before_a_subcommand_is_refused_too(example: Path) -> N
     assert "RECONCILE_STATE_URL" in result.stderr
     env = {**os.environ, "RECONCILE_STATE_URL": url}
     assert run("validate", cwd=example, env=env).returncode == 0  # the environment's URL is fine
+
+
+def test_journal_entries_queued_before_a_failure_are_kept(pg_url: str) -> None:
+    store = PostgresStore(pg_url, PARTNER)
+    with pytest.raises(RuntimeError), store.lock(timeout=0):
+        store.append_journal({"event": "queued"}, sync=False)
+        raise RuntimeError("a bug mid-apply")
+    assert PostgresStore(pg_url, PARTNER).read_journal() == [{"event": "queued"}]
+    with store.lock(timeout=0):  # and the lock was released
+        pass
