@@ -1,16 +1,22 @@
-"""A throwaway PostgreSQL server for the tests: initdb and pg_ctl from the installed binaries in
-a temporary directory, on a free port, with its unix socket there too (as the ``postgres`` or
-``nobody`` user when the tests run as root, since initdb refuses root)."""
+"""A throwaway PostgreSQL server for the tests: initdb and postgres from the installed binaries
+in a temporary directory, on a free port, with its unix socket there too (as the ``postgres`` or
+``nobody`` user when the tests run as root, since initdb refuses root).
+
+The server is a child of the test process and is told to shut down when that process dies
+(``PR_SET_PDEATHSIG``), so a test run that is killed outright leaves no server behind."""
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,24 +72,61 @@ def start() -> tuple[str, Callable[[], None]]:
             server_log = log.read_text() if log.exists() else ""
             raise RuntimeError(f"{args[0]} failed: {result.stderr}{result.stdout}{server_log}")
 
+    server: subprocess.Popen[bytes] | None = None
+
     def stop() -> None:
-        if (data / "postmaster.pid").exists():
+        if server is not None and server.poll() is None:
             subprocess.run(
                 [*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                 capture_output=True,
                 timeout=60,
                 check=False,
             )
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         shutil.rmtree(root, ignore_errors=True)
 
     try:
         run(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", USER, "--no-sync")
-        options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-        run(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start")
+        options = ["-k", str(root), "-p", str(port), "-c", "listen_addresses=127.0.0.1"]
+        with open(log, "wb") as output:
+            server = subprocess.Popen(
+                [*prefix, str(binaries / "postgres"), "-D", str(data), *options, "-c", "fsync=off"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # a plain prctl: safe between fork and exec
+            )
+        _wait_until_ready(binaries, root, port, server, log)
     except BaseException:
         stop()
         raise
     return f"postgresql://{USER}@127.0.0.1:{port}/postgres", stop
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the test process dies (runuser passes it on to
+    the server, which then shuts down)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+def _wait_until_ready(
+    binaries: Path, root: Path, port: int, server: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"postgres exited: {log.read_text()}")
+        ready = subprocess.run(
+            [str(binaries / "pg_isready"), "-q", "-h", str(root), "-p", str(port)], check=False
+        )
+        if ready.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"postgres did not start within 60 s: {log.read_text()}")
 
 
 def database_url(server_url: str, name: str) -> str:
