@@ -18,6 +18,7 @@ from .errors import ReconcileError
 from .fsutil import atomic_write
 from .i18n import _
 from .spec import Desired, dump_schema
+from .untrusted import printable
 
 SCHEMA_FILE = "spec.schema.json"
 MANAGED_STATUSES = ("active", "suspended")
@@ -36,7 +37,8 @@ def _slug(name: str) -> str:
 def render_customer(customer: Customer, *, schema_ref: str) -> str:
     """One customer's spec file, as it is now: the plan for it is empty once it is managed."""
     lines = [f"# yaml-language-server: $schema={schema_ref}"]
-    title = customer.name + (f" ({customer.domain})" if customer.domain else "")
+    # Names are untrusted text: in a comment, a line break would end it and write YAML.
+    title = printable(customer.name + (f" ({customer.domain})" if customer.domain else ""))
     lines += [f"# {title}: imported from Partner Center by `reconcile import`.", "customers:"]
     lines.append(f"  - id: {customer.id}")
     lines.append(f"    name: {_scalar(customer.name or customer.id)}")
@@ -47,7 +49,8 @@ def render_customer(customer: Customer, *, schema_ref: str) -> str:
         lines.append("    subscriptions:")
     for sub in subscriptions:
         friendly = sub.name or sub.offer
-        lines.append(f"      - id: {sub.id}" + (f"  # {friendly}" if friendly else ""))
+        comment = f"  # {printable(friendly)}" if friendly else ""
+        lines.append(f"      - id: {sub.id}{comment}")
         if sub.offer:
             lines.append(f"        offer: {_scalar(sub.offer)}")
         if sub.name:

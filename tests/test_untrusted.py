@@ -148,3 +148,19 @@ def test_cli_dry_run_escapes_hostile_names_in_text_and_markdown(example: Path) -
         assert not any(ch in result.stdout + result.stderr for ch in RAW)
     markdown_out = run("--dry-run", "--output", "markdown", cwd=example).stdout
     assert markdown_out.count("<!--") == 1
+
+
+def test_import_keeps_a_hostile_name_inside_its_comment() -> None:
+    """A name is written as a comment in an imported spec file: a line break in it would end
+    the comment and write YAML of the attacker's choosing (here, an extra customer)."""
+    import yaml
+
+    from controller.importer import render_customer
+
+    injected = "Evil\ncustomers:\n  - id: 00000000-0000-4000-8000-000000000009\n    name: X"
+    hostile = customer(1, sub(11, name=f"Pro\r\n  - id: {injected}"), name=injected)
+    document = yaml.safe_load(render_customer(hostile, schema_ref="spec.schema.json"))
+    [listed] = document["customers"]
+    assert listed["name"] == injected and [s["id"] for s in listed["subscriptions"]] == [
+        "00000000-0000-4000-8000-000000000011"
+    ]
