@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from .errors import ReconcileError, SpecError
-from .i18n import _, ngettext
+from .i18n import LANGUAGES, _, ngettext, shown
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -253,6 +253,15 @@ def _provider_option(function: Any) -> Any:
 )
 @_state_url_option
 @_listen_option
+@click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES, case_sensitive=False),
+    expose_value=False,
+    help=_(
+        "Language of plans and messages, before any subcommand (default: from LANGUAGE, "
+        "LC_ALL, LC_MESSAGES or LANG)."
+    ),
+)
 @click.version_option(package_name="partner-reconciler")
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
@@ -288,7 +297,9 @@ def _pass_to_subcommand(ctx: click.Context, name: str) -> None:
     assert command is not None
     accepted = _parameter_names(command)
     given = {
-        p.name: ctx.params[p.name] for p in ctx.command.params if p.name and _given(ctx, p.name)
+        p.name: ctx.params[p.name]
+        for p in ctx.command.params
+        if p.name and p.expose_value and _given(ctx, p.name)  # not --lang: it holds for all
     }
     # Options from the environment (RECONCILE_STATE_URL in a CI job) hold for every command
     # that takes them; only those typed before the subcommand are refused.
@@ -496,7 +507,11 @@ def _serve_health(listen: str | None, leadership: Any) -> None:
 
 def _warnings_fail(plan: Any, *, refused_apply: bool) -> int:
     """--fail-on-warnings: say why the exit code is 1."""
-    message = _("the plan has {} warnings and --fail-on-warnings is set").format(len(plan.warnings))
+    message = ngettext(
+        "the plan has {} warning and --fail-on-warnings is set",
+        "the plan has {} warnings and --fail-on-warnings is set",
+        len(plan.warnings),
+    ).format(len(plan.warnings))
     if refused_apply:
         message = _("{}: nothing applied").format(message)
     click.echo(_("error: {}").format(message), err=True)
@@ -1038,8 +1053,26 @@ def _lines(message: str) -> list[str]:
     return [line for line in message.split("\n") if line]
 
 
+def commands(command: click.Command) -> list[click.Command]:
+    """``command`` and every subcommand under it."""
+    found = [command]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            found += commands(sub)
+    return found
+
+
+def translate_help(command: click.Command) -> None:
+    """Commands' help comes from their docstrings, which ``_()`` cannot wrap: translated here,
+    once (the catalogue has them: ``scripts/l10n.py`` extracts them from this tree)."""
+    for each in commands(command):
+        if each.help and not getattr(each, "_translated", False):
+            each.help = _(each.help)
+            each._translated = True  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``reconcile`` command; returns the exit code."""
+    """The command line (``entry.main`` sets the language first); returns the exit code."""
     from .untrusted import SafeFormatter, printable
 
     handler = logging.StreamHandler(sys.stderr)
@@ -1047,6 +1080,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request lines
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    translate_help(cli)
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,
@@ -1064,7 +1098,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             click.echo(printable(problem), err=True)
         return EXIT_ERROR
     except ReconcileError as exc:
-        for line in _lines(str(exc)) or [type(exc).__name__]:
+        for line in _lines(shown(str(exc))) or [type(exc).__name__]:
             click.echo(_("error: {}").format(printable(line)), err=True)
         return EXIT_ERROR
     except OSError as exc:  # a file the boundary did not expect: still one line, no traceback
@@ -1079,4 +1113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .entry import main as entry_main
+
+    sys.exit(entry_main())

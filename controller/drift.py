@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from .current import CurrentState
-from .i18n import _
+
+# Reasons and warnings are data: the JSON plan keeps them in English and the text and markdown
+# renderers translate them (i18n.shown); so are the errors raised here (the CLI shows them so).
+from .i18n import english as _
 from .plan import Action, Plan
 from .spec import Desired
 

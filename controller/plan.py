@@ -24,7 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from .current import CurrentState, Customer
 from .diff import CustomerDiff, diff_states, normalize_name
 from .errors import PlanError
-from .i18n import _, ngettext
+
+# Reasons and warnings are data: the JSON plan keeps them in English and the text and markdown
+# renderers translate them (i18n.shown); so are the errors raised here (the CLI shows them so).
+from .i18n import english as _
+from .i18n import ngettext
 from .ids import CustomerId, Guid
 from .records import Records, effective_protected
 from .spec import Desired

@@ -15,7 +15,7 @@ from .current import CurrentState
 from .document import ActionResult
 from .drift import attribute_drift, settled_snapshot, spec_snapshot
 from .errors import PlanError, ProviderError, StalePlanError, StateError
-from .i18n import _, ngettext
+from .i18n import _, english_plural
 from .perf import paused_gc
 from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
 from .protection import keep_protection, read_witnesses, remember_protected
@@ -181,7 +181,7 @@ def dry_run(desired: Desired, options: Options) -> Plan:
     with opened(open_store(options, desired)) as store:
         result = make_plan(desired, provider, store, options.targets)
     if result.removals > options.max_removals and not options.allow_mass_removal:
-        warning = ngettext(
+        warning = english_plural(
             "this plan removes {} relationship, more than --max-removals {}: "
             "applying it will be refused",
             "this plan removes {} relationships, more than --max-removals {}: "

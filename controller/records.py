@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from .current import CurrentState
 from .errors import LockError, StateError, validation_problem
 from .fsutil import DurableLog, atomic_write, directory_lock, readable_json
-from .i18n import _
+from .i18n import _, ngettext
 from .ids import CustomerId, Guid
 from .spec import Desired
 
@@ -244,7 +244,11 @@ class FileStore:
                 damaged.append(number)
         if damaged:
             log.warning(
-                _("%s: skipped %d damaged lines (the first is line %d)"),
+                ngettext(
+                    "%s: skipped %d damaged line (line %d)",
+                    "%s: skipped %d damaged lines (the first is line %d)",
+                    len(damaged),
+                ),
                 self.journal_path,
                 len(damaged),
                 damaged[0],

@@ -27,7 +27,7 @@ from pydantic import (
 
 from .current import MAX_QUANTITY
 from .errors import SpecError, SpecProblem
-from .i18n import _
+from .i18n import _, ngettext
 from .ids import CustomerId, Guid
 from .perf import paused_gc
 from .speccache import SpecCache
@@ -221,7 +221,10 @@ def _validation_problems(
     )
     if total > len(problems):
         line = problems[-1].line if problems else 1
-        message = _("… and {:,} more problems in this file").format(total - len(problems))
+        more = total - len(problems)
+        message = ngettext(
+            "… and {:,} more problem in this file", "… and {:,} more problems in this file", more
+        ).format(more)
         problems.append(SpecProblem(source.name, line, "", message))
     return problems
 

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from .i18n import _
+# Reasons and warnings are data: the JSON plan keeps them in English and the text and markdown
+# renderers translate them (i18n.shown); so are the errors raised here (the CLI shows them so).
+from .i18n import english as _
 from .plan import Plan
 from .records import Records
 

@@ -21,6 +21,15 @@ TOKEN = "test-bearer-token-5f1c2e"  # must never show up in any output or state 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests read English, whatever the machine's locale, unless a test asks for another
+    language: here and in every command they run."""
+    from controller.i18n import set_language
+
+    os.environ["LANGUAGE"] = "en"
+    set_language("en")
+
+
 @pytest.fixture(autouse=True)
 def own_token_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
@@ -105,6 +114,12 @@ def pg_url(postgres_server: str) -> str:
     return pgserver.database_url(postgres_server, name)
 
 
+def language() -> dict[str, str]:
+    """The language a test asks for now (LANGUAGE, set with monkeypatch), for runners whose
+    environment was made earlier."""
+    return {"LANGUAGE": os.environ["LANGUAGE"]}
+
+
 def store_env(example: Path, pg_url: str) -> dict[str, str]:
     """The environment of a run whose records are in PostgreSQL, with the example's records
     moved there (``reconcile state import``)."""
@@ -126,7 +141,7 @@ def reconcile(request: pytest.FixtureRequest, example: Path) -> Iterator[Runner]
         env = store_env(example, request.getfixturevalue("pg_url"))
 
         def in_postgres(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-            return run(*args, cwd=example, env={**env, **kw.pop("env", {})}, **kw)
+            return run(*args, cwd=example, env={**env, **language(), **kw.pop("env", {})}, **kw)
 
         in_postgres.store = "postgres"  # type: ignore[attr-defined]
         in_postgres.state_url = env["RECONCILE_STATE_URL"]  # type: ignore[attr-defined]
@@ -136,7 +151,7 @@ def reconcile(request: pytest.FixtureRequest, example: Path) -> Iterator[Runner]
 
     def runner(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         provider = [] if args and args[0] in SUBCOMMANDS else ["--provider", "partner-center"]
-        return run(*provider, *args, cwd=example, env=env, **kw)  # type: ignore[arg-type]
+        return run(*provider, *args, cwd=example, env={**env, **language()}, **kw)  # type: ignore[arg-type]
 
     runner.provider = "partner-center"  # type: ignore[attr-defined]
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import Runner
 
 CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
@@ -49,20 +50,37 @@ def test_example_plans_every_kind_of_action(reconcile: Runner) -> None:
     }
 
 
-def test_readme_walkthrough(example: Path, reconcile: Runner) -> None:
+# What the walkthrough shows, in each language of the catalogues.
+SAYS = {
+    "en": {
+        "plan": "Plan: 1 to remove, 3 to suspend, 1 to update, 0 to reactivate, 1 to request",
+        "applied": "applied 6 of 6",
+        "pending": "Pending relationship requests",
+        "drift": "Drift",
+        "converged": "Converged: a fresh plan has no changes.",
+    },
+}
+
+
+@pytest.mark.parametrize("language", SAYS)
+def test_readme_walkthrough(
+    example: Path, reconcile: Runner, language: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGUAGE", language)
+    says = SAYS[language]
     text = reconcile("--dry-run")
     assert text.returncode == 0
-    assert (
-        "Plan: 1 to remove, 3 to suspend, 1 to update, 0 to reactivate, 1 to request" in text.stdout
-    )
+    assert says["plan"] in text.stdout
 
     applied = reconcile()
     assert applied.returncode == 0, applied.stderr
-    assert "applied 6 of 6" in applied.stdout
+    assert says["applied"] in applied.stdout
+    assert says["converged"] in applied.stdout
 
     assert reconcile("--dry-run", "--detailed-exitcode").returncode == 0
 
     status = reconcile("status")
+    assert says["pending"] in status.stdout
     assert "Northwind Traders" in status.stdout
     assert "partnerId=0e1ef465-9299-45ce-a98c-57c49bded0ce&msppId=0&DAP=false" in status.stdout
 
@@ -72,7 +90,7 @@ def test_readme_walkthrough(example: Path, reconcile: Runner) -> None:
     assert [a["type"] for a in actions] == ["reactivate_subscription"] * 2
     # The second half of the re-add, not drift: nothing changed outside the specs.
     assert not any(a["reason"].startswith("drift:") for a in actions)
-    assert "Drift" not in reconcile("--dry-run").stdout
+    assert says["drift"] not in reconcile("--dry-run").stdout
     assert reconcile().returncode == 0
     assert reconcile("--dry-run", "--detailed-exitcode").returncode == 0
 

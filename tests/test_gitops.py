@@ -90,12 +90,20 @@ def test_pre_commit_hook_runs_validate() -> None:
     assert hook["language"] == "python" and hook["pass_filenames"] is False
 
 
-def test_markdown_plan_matches_the_reviewed_snapshot(example: Path) -> None:
-    result = run("--dry-run", "--output", "markdown", cwd=example)
+@pytest.mark.parametrize(
+    ("language", "snapshot_file"),
+    [("en", "example-plan.md")],
+    ids=["en"],
+)
+def test_markdown_plan_matches_the_reviewed_snapshot(
+    example: Path, language: str, snapshot_file: str
+) -> None:
+    args = ("--lang", language, "--dry-run", "--output", "markdown")
+    result = run(*args, cwd=example)
     assert result.returncode == 0
-    snapshot = (ROOT / "tests" / "snapshots" / "example-plan.md").read_text()
+    snapshot = (ROOT / "tests" / "snapshots" / snapshot_file).read_text()
     assert result.stdout == snapshot
-    assert run("--dry-run", "--output", "markdown", cwd=example).stdout == snapshot  # stable
+    assert run(*args, cwd=example).stdout == snapshot  # stable
 
 
 # --- the team workflows, run step by step against the emulator and PostgreSQL -----------------

@@ -61,6 +61,24 @@ def summary_phrase(type_: ActionType, count: int) -> str:
     }[type_].format(count)
 
 
+def value_word(value: object) -> str:
+    """A ``from``/``to`` value for people: statuses and relationships in the reader's language,
+    as the portal shows them (the JSON plan keeps the values themselves); other values as they
+    are."""
+    words = {
+        "active": _("active"),
+        "suspended": _("suspended"),
+        "cancelled": _("cancelled"),
+        "deleted": _("deleted"),
+        "expired": _("expired"),
+        "disabled": _("disabled"),
+        "pending": _("pending"),
+        "reseller": _("reseller"),
+        "none": _("none"),
+    }
+    return words.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
 def named(names: Mapping[str, str], item_id: str | None) -> str:
     """``Contoso Ltd (36b8a5ac-…)`` when a name is known, else the id; names are untrusted
     text (from specs, the world, the service), shown escaped (see ``untrusted.printable``)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..document import to_document
 from ..fsutil import readable_json
-from ..i18n import _
+from ..i18n import english
 from ..plan import Plan
 from . import Outcome
 
@@ -29,7 +29,7 @@ def render_outcome(outcome: Outcome, *, compact: bool = False) -> str:
     document["warnings"].extend(outcome.problems)  # the journal or records not written
     for action in outcome.remaining.actions:
         document["warnings"].append(
-            _("left after apply: {} {} {}")
+            english("left after apply: {} {} {}")
             .format(action.type, action.customer_id, action.subscription_id or "")
             .rstrip()
         )

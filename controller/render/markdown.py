@@ -8,10 +8,19 @@ from __future__ import annotations
 import html
 import re
 
-from ..i18n import _, ngettext
+from ..i18n import _, ngettext, shown
 from ..plan import Action, Plan, Value
 from ..untrusted import printable
-from . import DESTRUCTIVE, Outcome, action_title, named, no_changes_line, subject, summary_types
+from . import (
+    DESTRUCTIVE,
+    Outcome,
+    action_title,
+    named,
+    no_changes_line,
+    subject,
+    summary_types,
+    value_word,
+)
 
 MARKER = "<!-- partner-reconciler plan -->"
 WARNING = "⚠️"
@@ -39,7 +48,7 @@ def _value(value: Value) -> str:
     """A ``from``/``to`` value: in code style when it is a plain word or number, as it is in any
     plan the controller makes; otherwise (a hand-made plan file) escaped text."""
     text = str(value)
-    return f"`{text}`" if _PLAIN_VALUE.fullmatch(text) else md(text)
+    return f"`{value_word(value)}`" if _PLAIN_VALUE.fullmatch(text) else md(text)
 
 
 def _action_rows(plan: Plan, actions: list[Action]) -> list[str]:
@@ -60,7 +69,7 @@ def _action_rows(plan: Plan, actions: list[Action]) -> list[str]:
             _named(plan, a.subscription_id),
             f"{_value(a.from_)} → {_value(a.to)}",
             md(", ".join(a.depends_on)),
-            md(a.reason),
+            md(shown(a.reason)),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -77,7 +86,7 @@ def _section(title: str, body: list[str], *, collapse: bool) -> list[str]:
 
 
 def render_plan(plan: Plan) -> str:
-    lines = [MARKER, f"### {_('partner-reconciler plan')}", ""]
+    lines = [MARKER, "### " + _("partner-reconciler plan"), ""]
     if not plan.has_changes:
         lines += [f"**{no_changes_line(plan)}**", ""]
     else:
@@ -104,7 +113,9 @@ def render_plan(plan: Plan) -> str:
     if plan.blocked:
         rows = [
             f"- {action_title(b.type)} {md(subject(plan.names, b.customer_id, b.subscription_id))}"
-            f" ({_('awaiting acceptance')})"
+            + " ("
+            + _("awaiting acceptance")
+            + ")"
             for b in plan.blocked
         ]
         title = _("Blocked until customers accept ({})").format(len(plan.blocked))
@@ -121,10 +132,11 @@ def render_plan(plan: Plan) -> str:
     if plan.warnings:
         lines += _section(
             _("Warnings ({})").format(len(plan.warnings)),
-            [f"- {md(w)}" for w in plan.warnings],
+            [f"- {md(shown(w))}" for w in plan.warnings],
             collapse=False,
         )
-    lines.append(f"<sub>{_('fingerprint')} {_value(plan.fingerprint[:16])}</sub>")
+    fingerprint = _("fingerprint")
+    lines.append(f"<sub>{fingerprint} {_value(plan.fingerprint[:16])}</sub>")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import click
 
 from ..document import ActionResult
-from ..i18n import _, ngettext
+from ..i18n import _, ngettext, shown
 from ..plan import Action, ActionType, Plan
 from ..untrusted import printable
 from . import (
@@ -19,6 +19,7 @@ from . import (
     subject,
     summary_phrase,
     summary_types,
+    value_word,
 )
 
 _SYMBOL: dict[ActionType, tuple[str, str]] = {
@@ -50,7 +51,7 @@ def action_line(action: Action, plan: Plan, style: Style, *, alone: bool = False
     else:
         target = named(plan.names, action.subscription_id or action.customer_id)
     # A saved plan file is untrusted too: its ids and values are shown escaped.
-    change = printable(f"{action.from_} -> {action.to}")
+    change = printable(f"{value_word(action.from_)} -> {value_word(action.to)}")
     after = _(", after {}").format(printable(", ".join(action.depends_on)))
     head = style(
         f"{symbol} {printable(action.id)} {action_title(action.type)}", fg=colour, bold=True
@@ -82,7 +83,7 @@ def _grouped(plan: Plan, actions: list[Action], style: Style) -> list[str]:
     """Actions under a heading per customer, in plan order."""
     lines: list[str] = []
     for customer_id, mine in _by_customer(actions).items():
-        reasons = printable(", ".join(dict.fromkeys(a.reason for a in mine)))
+        reasons = printable(", ".join(dict.fromkeys(shown(a.reason) for a in mine)))
         lines += ["", f"{style(named(plan.names, customer_id), bold=True)}: {reasons}"]
         lines += [action_line(a, plan, style) for a in mine]
     return lines
@@ -125,7 +126,7 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
             lines.append(f"  {what}")
     if plan.warnings:
         lines += ["", _("Warnings:")]
-        lines += [style(f"  ! {printable(w)}", fg="yellow") for w in plan.warnings]
+        lines += [style(f"  ! {printable(shown(w))}", fg="yellow") for w in plan.warnings]
     lines += ["", style(summary_line(plan), bold=True)]
     return "\n".join(lines) + "\n"
 

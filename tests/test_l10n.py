@@ -1,0 +1,84 @@
+"""Translations: every message of the source is in the zh-TW catalogue, the compiled catalogue is
+the one of the .po, and plans, help and errors read in Partner Center's own zh-TW terms while the
+JSON plan stays as it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Runner
+from helpers import run
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import l10n  # noqa: E402
+from babel.messages.pofile import read_po  # noqa: E402
+
+
+def zh_tw() -> object:
+    with l10n.po_path("zh_TW").open("rb") as file:
+        return read_po(file, locale="zh_TW")
+
+
+def fields(message: str) -> list[str]:
+    """The placeholders of a message: {} fields (by position or name) and % conversions."""
+    brace = [
+        f"{n}" for _text, n, _spec, _conv in string.Formatter().parse(message) if n is not None
+    ]
+    named = sorted(n for n in brace if n and not n.isdigit())
+    positional = len([n for n in brace if not n or n.isdigit()])
+    percent = re.findall(r"%[sdgf]", message)
+    return [*named, str(positional), *percent]
+
+
+def test_the_compiled_catalogue_is_the_one_of_the_po() -> None:
+    mo = l10n.po_path("zh_TW").with_suffix(".mo")
+    assert mo.read_bytes() == l10n.compiled(zh_tw()), "run python scripts/l10n.py"  # type: ignore[arg-type]
+
+
+def test_the_catalogues_are_packaged() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"locale/*/LC_MESSAGES/*.mo"' in pyproject
+
+
+def test_plans_read_in_partner_centers_zh_tw_terms(example: Path, reconcile: Runner) -> None:
+    plan = reconcile("--lang", "zh-TW", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    for term in ("暫停訂閱", "移除經銷商關係", "要求建立關係", "客戶已從規格中移除", "計畫："):
+        assert term in plan.stdout, term
+    assert "suspend subscription" not in plan.stdout
+    english = reconcile("--dry-run", "--output", "json").stdout
+    chinese = reconcile("--lang", "zh-TW", "--dry-run", "--output", "json").stdout
+    assert json.loads(chinese) == json.loads(english)  # field values are never translated
+
+
+def test_the_language_comes_from_the_locale_too(example: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES")}
+    for variable, value in (("LANG", "zh_TW.UTF-8"), ("LANGUAGE", "zh_TW:en"), ("LC_ALL", "zh-TW")):
+        result = run("--dry-run", cwd=example, env={**env, variable: value})
+        assert "暫停訂閱" in result.stdout, variable
+    assert "suspend subscription" in run("--dry-run", cwd=example, env={**env, "LANG": "C"}).stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["world", "--help"], ["status", "--help"]])
+def test_help_is_translated(example: Path, args: list[str]) -> None:
+    result = run("--lang", "zh-TW", *args, cwd=example)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"[\u4e00-\u9fff]{4}", result.stdout), result.stdout
+
+
+def test_errors_and_progress_are_translated(example: Path) -> None:
+    refused = run("--lang", "zh-TW", "--max-removals", "0", cwd=example)
+    assert refused.returncode == 1
+    assert "錯誤：此計畫會移除 1 個經銷商關係，超過 --max-removals 0" in refused.stderr
+    applied = run("--lang", "zh-TW", cwd=example)
+    assert applied.returncode == 0, applied.stderr
+    assert "正在套用 6 個動作" in applied.stderr
+    assert "套用：已套用 6 個，共 6 個" in applied.stdout
+    status = run("--lang", "zh-TW", "status", cwd=example)
+    assert "待接受的關係要求" in status.stdout
