@@ -26,7 +26,7 @@ def test_fail_on_warnings_in_a_dry_run(example: Path) -> None:
     assert strict.returncode == 1
     assert strict.stdout == plain.stdout and MISSING in strict.stdout  # the plan is still shown
     assert strict.stderr.splitlines()[-1] == (
-        "error: the plan has 1 warnings and --fail-on-warnings is set"
+        "error: the plan has 1 warning and --fail-on-warnings is set"
     )
 
 
