@@ -50,6 +50,6 @@ def test_fail_on_warnings_refuses_an_apply_and_applies_nothing(example: Path) ->
         assert result.returncode == 1
         assert MISSING in result.stdout  # the plan, with its warning, was shown
         assert result.stderr.splitlines()[-1] == (
-            "error: the plan has 1 warnings and --fail-on-warnings is set: nothing applied"
+            "error: the plan has 1 warning and --fail-on-warnings is set: nothing applied"
         )
     assert snapshot(example) == before
