@@ -59,10 +59,17 @@ SAYS = {
         "drift": "Drift",
         "converged": "Converged: a fresh plan has no changes.",
     },
+    "zh_TW": {
+        "plan": "計畫：移除 1 個, 暫停 3 個, 更新 1 個, 重新啟用 0 個, 要求建立關係 1 個",
+        "applied": "已套用 6 個，共 6 個",
+        "pending": "待接受的關係要求",
+        "drift": "漂移",
+        "converged": "已收斂：重新產生的計畫沒有變更。",
+    },
 }
 
 
-@pytest.mark.parametrize("language", SAYS)
+@pytest.mark.parametrize("language", SAYS, ids=["en", "zh-TW"])
 def test_readme_walkthrough(
     example: Path, reconcile: Runner, language: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,8 +92,8 @@ def test_pre_commit_hook_runs_validate() -> None:
 
 @pytest.mark.parametrize(
     ("language", "snapshot_file"),
-    [("en", "example-plan.md")],
-    ids=["en"],
+    [("en", "example-plan.md"), ("zh-TW", "example-plan.zh-TW.md")],
+    ids=["en", "zh-TW"],
 )
 def test_markdown_plan_matches_the_reviewed_snapshot(
     example: Path, language: str, snapshot_file: str

@@ -36,6 +36,25 @@ def fields(message: str) -> list[str]:
     return [*named, str(positional), *percent]
 
 
+def test_every_message_of_the_source_is_translated() -> None:
+    """Extracted from the source with Babel now, so a new message without a translation fails."""
+    catalogue = zh_tw()
+    problems = []
+    for message in l10n.extract():
+        if not message.id:
+            continue
+        translated = catalogue.get(message.id)  # type: ignore[attr-defined]
+        strings = translated.string if translated is not None else None
+        texts = strings if isinstance(strings, tuple | list) else [strings]
+        if translated is None or not all(texts) or translated.fuzzy:
+            problems.append(f"not translated: {message.id!r}")
+            continue
+        original = message.id if isinstance(message.id, str) else message.id[1]
+        if any(fields(t) != fields(original) for t in texts):
+            problems.append(f"placeholders differ: {message.id!r} -> {texts!r}")
+    assert not problems, "\n".join(problems) + "\n(run python scripts/l10n.py and translate)"
+
+
 def test_the_compiled_catalogue_is_the_one_of_the_po() -> None:
     mo = l10n.po_path("zh_TW").with_suffix(".mo")
     assert mo.read_bytes() == l10n.compiled(zh_tw()), "run python scripts/l10n.py"  # type: ignore[arg-type]
@@ -82,3 +101,14 @@ def test_errors_and_progress_are_translated(example: Path) -> None:
     assert "套用：已套用 6 個，共 6 個" in applied.stdout
     status = run("--lang", "zh-TW", "status", cwd=example)
     assert "待接受的關係要求" in status.stdout
+
+
+def test_no_message_hides_in_an_f_string() -> None:
+    """Babel does not look inside f-strings: a ``_()`` there would never reach the catalogue."""
+    hidden = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "controller").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\{(_|ngettext|english)\(", line)
+    ]
+    assert not hidden, hidden
