@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,16 @@ def _provider_option(function: Any) -> Any:
     show_default=True,
     help=_("Refuse to apply a plan removing more relationships than this."),
 )
-@click.option("--allow-mass-removal", is_flag=True, help=_("Lift that limit for this run."))
+@click.option(
+    "--max-cancellations",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help=_("Refuse to apply a plan cancelling more subscriptions than this."),
+)
+@click.option(
+    "--allow-mass-removal", is_flag=True, help=_("Lift both limits (removals, cancellations).")
+)
 @click.option(
     "--parallelism",
     type=click.IntRange(min=1),
@@ -344,6 +354,7 @@ def _run(
     plan_out: Path | None,
     plan_file: Path | None,
     max_removals: int,
+    max_cancellations: int,
     allow_mass_removal: bool,
     parallelism: int,
     lock_timeout: float,
@@ -373,6 +384,7 @@ def _run(
         state_dir=state_dir,
         provider=provider,
         max_removals=max_removals,
+        max_cancellations=max_cancellations,
         allow_mass_removal=allow_mass_removal,
         parallelism=parallelism,
         lock_timeout=lock_timeout,
@@ -943,6 +955,53 @@ def world_add_subscription(
     )
     LocalProvider(state_dir).change(lambda w: add_subscription(w, customer_id, subscription))
     click.echo(_("added subscription {} to customer {}").format(subscription.id, customer_id))
+
+
+_DURATION_UNITS = {"y": 365 * 24, "w": 7 * 24, "d": 24, "h": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``8d``, ``1y``, ``36h``, ``1y2w``: years of 365 days, weeks, days, hours."""
+    import re
+
+    parts = re.findall(r"(\d+)([ywdh])", text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise click.BadParameter(
+            _("{!r} is not a duration like 8d, 36h, 2w or 1y").format(text),
+            param_hint="DURATION",
+        )
+    return timedelta(hours=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
+
+
+@world.command()
+@click.argument("duration")
+@_state_option
+def advance(duration: str, state_dir: Path) -> None:
+    """Move the world's clock forward by DURATION (8d, 36h, 2w, 1y): new-commerce terms that
+    end meanwhile renew (auto-renewal on) or expire."""
+    from .current import iso_utc
+    from .providers.local import LocalProvider
+
+    by = parse_duration(duration)
+    before, after = LocalProvider(state_dir).advance(by)
+    click.echo(_("The world's clock is now {}.").format(iso_utc(after.now)))
+    for customer in after.customers:
+        was = before.customers_by_id[customer.id].subscriptions_by_id
+        for subscription in customer.subscriptions:
+            old = was[subscription.id]
+            what = subscription.name or subscription.offer or subscription.id
+            if subscription.status != old.status:
+                click.echo(
+                    _("  {} ({}): {} -> {}").format(
+                        what, customer.name, old.status, subscription.status
+                    )
+                )
+            elif subscription.term_end != old.term_end and subscription.term_end is not None:
+                click.echo(
+                    _("  {} ({}): renewed until {}").format(
+                        what, customer.name, subscription.term_end.date().isoformat()
+                    )
+                )
 
 
 def _share_option(name: str, help_text: str) -> Any:

@@ -28,6 +28,13 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def iso_utc(moment: datetime | None) -> str:
+    """``2027-03-01T00:00:00Z``: how times are written (world files, messages)."""
+    if moment is None:
+        return ""
+    return _as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
 # A moment with its offset given (naive times are refused), held in UTC and written with ``Z``.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
@@ -135,14 +142,12 @@ class CurrentState(_Frozen):
         else:
             customers = (*self.customers, customer)
         # model_construct, not model_copy: a copy would carry the cached index over.
-        return CurrentState.model_construct(partner=self.partner, customers=customers, now=self.now)
+        return CurrentState.model_construct(**{**dict(self), "customers": customers})
 
     def at(self, now: datetime) -> CurrentState:
         """A copy observed at ``now``."""
-        return CurrentState.model_construct(
-            partner=self.partner, customers=self.customers, now=_as_utc(now)
-        )
+        return CurrentState.model_construct(**{**dict(self), "now": _as_utc(now)})
 
     def at_no_clock(self) -> CurrentState:
         """A copy without a clock of its own (``now`` unset)."""
-        return CurrentState.model_construct(partner=self.partner, customers=self.customers)
+        return CurrentState.model_construct(**{**dict(self), "now": None})

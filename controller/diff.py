@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .current import CurrentState, Customer
+from .current import CurrentState, Customer, Subscription
 from .ids import CustomerId, SubscriptionId
-from .spec import CustomerSpec, Desired
+from .spec import CustomerSpec, Desired, SubscriptionSpec
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,19 @@ def _same_or(current: str | None, desired: str) -> str | None:
     return desired if normalize_name(current) == normalize_name(desired) else current
 
 
+def observed_status(spec: SubscriptionSpec, observed: Subscription) -> str:
+    """The observed status in the specs' words: an ended subscription (cancelled or expired)
+    is what ``status: cancelled`` asks for."""
+    if spec.status == "cancelled" and observed.status in ("deleted", "expired"):
+        return "cancelled"
+    return observed.status
+
+
+def _renewal_compared(spec: SubscriptionSpec, observed: Subscription) -> bool:
+    """Auto-renewal is reconciled when the spec gives it, while the subscription runs."""
+    return spec.auto_renew is not None and observed.status not in ("deleted", "expired")
+
+
 def _views(spec: CustomerSpec, customer: Customer) -> tuple[dict[str, Any], dict[str, Any]]:
     """The desired and current values of exactly the fields the spec sets."""
     wanted: dict[str, Any] = {"relationship": "reseller", "name": spec.name}
@@ -83,10 +96,13 @@ def _views(spec: CustomerSpec, customer: Customer) -> tuple[dict[str, Any], dict
         if existing is None:
             continue
         wanted_subs[sub.id] = {"status": sub.status}
-        actual_subs[sub.id] = {"status": existing.status}
+        actual_subs[sub.id] = {"status": observed_status(sub, existing)}
         if sub.quantity is not None:
             wanted_subs[sub.id]["quantity"] = sub.quantity
             actual_subs[sub.id]["quantity"] = existing.quantity
+        if _renewal_compared(sub, existing):
+            wanted_subs[sub.id]["auto_renew"] = sub.auto_renew
+            actual_subs[sub.id]["auto_renew"] = existing.auto_renew
     wanted["subscriptions"], actual["subscriptions"] = wanted_subs, actual_subs
     return wanted, actual
 
@@ -149,8 +165,9 @@ def _matches(spec: CustomerSpec, customer: Customer) -> bool:
     for sub in spec.subscriptions:
         found = observed.get(sub.id)
         if found is not None and (
-            found.status != sub.status
+            observed_status(sub, found) != sub.status
             or (sub.quantity is not None and found.quantity != sub.quantity)
+            or (_renewal_compared(sub, found) and found.auto_renew != sub.auto_renew)
         ):
             return False
     return True

@@ -56,7 +56,11 @@ def render_customer(customer: Customer, *, schema_ref: str) -> str:
         if sub.name:
             lines.append(f"        name: {_scalar(sub.name)}")
         lines.append(f"        quantity: {max(1, sub.quantity)}")
+        if sub.commerce != "legacy":
+            lines.append(f"        commerce: {sub.commerce}")
         lines.append(f"        status: {sub.status}")
+        if sub.commerce == "nce" and sub.auto_renew is not None:
+            lines.append(f"        auto_renew: {str(sub.auto_renew).lower()}")
     return "\n".join(lines) + "\n"
 
 

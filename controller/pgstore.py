@@ -78,6 +78,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE reconcile_journal ADD COLUMN written_by text NOT NULL DEFAULT '';
     """,
+    # 3: a customer's own offboarding setting (contract section 7), remembered past its removal
+    """
+    CREATE TABLE reconcile_offboarding (
+        partner text NOT NULL,
+        customer_id text NOT NULL,
+        offboarding text NOT NULL,
+        PRIMARY KEY (partner, customer_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x7265636F6E63  # any constant: serialises concurrent migrations
@@ -244,6 +253,11 @@ class PostgresStore:
                 "WHERE partner = %s ORDER BY customer_id",
                 (self.partner,),
             ).fetchall()
+            offboarding = conn.execute(
+                "SELECT customer_id, offboarding FROM reconcile_offboarding "
+                "WHERE partner = %s ORDER BY customer_id",
+                (self.partner,),
+            ).fetchall()
             return Records(
                 partner_id=row[0],
                 managed=tuple(self._ids(conn, "reconcile_managed")),
@@ -252,6 +266,7 @@ class PostgresStore:
                     PendingRequest(customer_id=c, name=n, requested_at=r, invitation_url=u)
                     for c, n, r, u in pending
                 ),
+                offboarding=dict(offboarding),
             )
 
         try:
@@ -291,6 +306,12 @@ class PostgresStore:
                     for p in records.pending
                 },
                 columns=("name", "requested_at", "invitation_url"),
+            )
+            self._replace_rows(
+                conn,
+                "reconcile_offboarding",
+                {c: (o,) for c, o in records.offboarding.items()},
+                columns=("offboarding",),
             )
 
         self._do(write)

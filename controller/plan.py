@@ -15,13 +15,13 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .current import CurrentState, Customer
+from .current import CurrentState, Customer, Subscription
 from .diff import CustomerDiff, diff_states, normalize_name
 from .errors import PlanError
 
@@ -30,8 +30,9 @@ from .errors import PlanError
 from .i18n import english as _
 from .i18n import ngettext
 from .ids import CustomerId, Guid
+from .providers import rules
 from .records import Records, effective_protected
-from .spec import Desired
+from .spec import Desired, Offboarding, SubscriptionSpec
 
 ActionType = Literal[
     "suspend_subscription",
@@ -124,6 +125,10 @@ class Plan:
     def removals(self) -> int:
         return self.summary["remove_relationship"]
 
+    @property
+    def cancellations(self) -> int:
+        return self.summary["cancel_subscription"]
+
 
 # --- guards ---------------------------------------------------------------------------------
 
@@ -170,6 +175,20 @@ def check_removal_limit(plan: Plan, *, max_removals: int, allow_mass_removal: bo
         )
 
 
+def check_cancellation_limit(
+    plan: Plan, *, max_cancellations: int, allow_mass_removal: bool
+) -> None:
+    """Refuse to apply a plan that cancels more subscriptions than the limit: a cancellation
+    cannot be undone."""
+    if plan.cancellations > max_cancellations and not allow_mass_removal:
+        raise PlanError(
+            _(
+                "the plan cancels {} subscriptions, more than --max-cancellations {}; refusing "
+                "(raise the limit or pass --allow-mass-removal)"
+            ).format(plan.cancellations, max_cancellations)
+        )
+
+
 # --- fingerprint ----------------------------------------------------------------------------
 
 
@@ -193,6 +212,10 @@ def _by_id(item: Mapping[str, Any]) -> str:
 # --- planning -------------------------------------------------------------------------------
 
 _Key = tuple[str, str, str | None]  # (type, customer id, subscription id): unique in a plan
+
+# Without an observation time nothing time-limited is planned: every cancellation window is
+# taken as closed, every term and reactivation period as over (the service has the last word).
+_NO_CLOCK = datetime.max.replace(tzinfo=UTC)
 
 # The listing order: destructive first (removals, suspensions), then the rest.
 _RANK: dict[str, int] = {
@@ -218,6 +241,7 @@ class _Draft:
 
 @dataclass
 class _PlanBuilder:
+    now: datetime = _NO_CLOCK
     drafts: dict[_Key, _Draft] = field(default_factory=dict)
     blocked: list[Blocked] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
@@ -242,6 +266,24 @@ class _PlanBuilder:
         priority = (rank, *customer_order, *within)
         self.drafts[key] = _Draft(key, tuple(after), *change, reason, priority)
         return key
+
+    def block(
+        self,
+        type_: ActionType,
+        customer_id: str,
+        subscription_id: str | None,
+        reason: str,
+        until: date | None = None,
+    ) -> None:
+        self.blocked.append(
+            Blocked(
+                type=type_,
+                customer_id=customer_id,
+                subscription_id=subscription_id,
+                reason=reason,
+                until=until,
+            )
+        )
 
     def build(self, fingerprint_: str) -> Plan:
         ordered = _topological(self.drafts)
@@ -296,7 +338,7 @@ def _topological(drafts: Mapping[_Key, _Draft]) -> list[_Draft]:
 
 def plan(desired: Desired, current: CurrentState, records: Records) -> Plan:
     """Plan the actions that take ``current`` to ``desired``. Pure: no I/O, no clock."""
-    builder = _PlanBuilder()
+    builder = _PlanBuilder(now=current.now or _NO_CLOCK)
     protected = effective_protected(desired, records)
     pending = records.pending_by_id
     managed = {CustomerId(c) for c in records.managed}
@@ -322,7 +364,8 @@ def plan(desired: Desired, current: CurrentState, records: Records) -> Plan:
                     )
                 )
             else:
-                _plan_removal(builder, diff, diff.current)
+                offboarding = records.offboarding.get(diff.customer_id, desired.partner.offboarding)
+                _plan_removal(builder, diff, diff.current, offboarding=offboarding)
     _remember_names(builder, diffs)
     return builder.build(fingerprint(current, records))
 
@@ -347,30 +390,105 @@ def _remember_names(builder: _PlanBuilder, diffs: tuple[CustomerDiff, ...]) -> N
                 names[listed.id] = listed.name
 
 
-def _plan_removal(builder: _PlanBuilder, diff: CustomerDiff, customer: Customer) -> None:
-    """Suspend every active subscription (listed or not), then remove the relationship."""
+def _plan_removal(
+    builder: _PlanBuilder, diff: CustomerDiff, customer: Customer, *, offboarding: Offboarding
+) -> None:
+    """End what can be ended now, then remove the relationship (contract sections 2 and 7):
+    legacy active: suspend; new commerce inside its window with ``cancel_in_window``: cancel;
+    any other new commerce: auto-renewal off, and the removal waits for its term end; an Azure
+    plan without active Azure subscriptions: suspend. Whatever can only end later or by hand
+    leaves the removal blocked, with its reason; a later run removes the relationship."""
     reason = _("customer removed from specs")
-    suspensions = [
-        builder.add(
-            "suspend_subscription",
-            diff,
-            s.id,
-            change=("active", "suspended"),
-            reason=reason,
-            removal=True,
+    steps: dict[str, _Key] = {}  # by subscription id
+    waiting: list[Subscription] = []  # new commerce that ends at its term end
+    azure_plans: list[Subscription] = []  # Azure plans with active Azure subscriptions
+    for subscription in customer.subscriptions:
+        if subscription.parent_id is not None:
+            continue  # add-ons follow their base
+        step = _offboarding_step(builder, diff, subscription, offboarding, reason)
+        if step is not None:
+            steps[subscription.id] = step
+        cancelled = step is not None and step[0] == "cancel_subscription"
+        if subscription.commerce == "nce" and not rules.has_ended(subscription) and not cancelled:
+            waiting.append(subscription)
+        if subscription.commerce == "azure_plan" and subscription.azure_subscriptions_active:
+            azure_plans.append(subscription)
+    for addon in customer.subscriptions:
+        if addon.parent_id is None or not rules.blocks_removal(addon):
+            continue
+        base_step = steps[addon.parent_id][0] if addon.parent_id in steps else None
+        if base_step == "cancel_subscription" or (
+            base_step == "suspend_subscription" and addon.commerce != "nce"
+        ):
+            continue  # it ends with its base
+        if addon.commerce == "nce":
+            waiting.append(addon)
+        else:
+            builder.block("remove_relationship", diff.customer_id, addon.id, "addon_follows_base")
+    if waiting:
+        last = max(waiting, key=lambda s: s.term_end or _NO_CLOCK)
+        until = last.term_end.date() if last.term_end is not None else None
+        builder.block("remove_relationship", diff.customer_id, last.id, "awaiting_term_end", until)
+    for azure_plan in azure_plans:
+        builder.block(
+            "remove_relationship", diff.customer_id, azure_plan.id, "azure_subscriptions_active"
         )
-        for s in customer.subscriptions
-        if s.status == "active"
-    ]
+    if customer.azure_reservations_open:
+        builder.block("remove_relationship", diff.customer_id, None, "azure_reservations_open")
+    if any(b.customer_id == diff.customer_id for b in builder.blocked):
+        return
     builder.add(
         "remove_relationship",
         diff,
         None,
         change=("reseller", "none"),
         reason=reason,
-        after=suspensions,
+        after=steps.values(),
         removal=True,
     )
+
+
+def _offboarding_step(
+    builder: _PlanBuilder,
+    diff: CustomerDiff,
+    subscription: Subscription,
+    offboarding: Offboarding,
+    reason: str,
+) -> _Key | None:
+    """The one action that ends (or starts ending) a subscription of a removed customer."""
+    now = builder.now
+    if subscription.commerce == "nce":
+        if rules.has_ended(subscription):
+            return None
+        if offboarding == "cancel_in_window" and not rules.cancellation_refusal(subscription, now):
+            return builder.add(
+                "cancel_subscription",
+                diff,
+                subscription.id,
+                change=(subscription.status, "cancelled"),
+                reason=reason,
+                removal=True,
+            )
+        if subscription.auto_renew is False:
+            return None
+        return builder.add(
+            "set_auto_renew",
+            diff,
+            subscription.id,
+            change=(subscription.auto_renew, False),
+            reason=reason,
+            removal=True,
+        )
+    if subscription.status == "active" and not rules.suspension_refusal(subscription):
+        return builder.add(
+            "suspend_subscription",
+            diff,
+            subscription.id,
+            change=("active", "suspended"),
+            reason=reason,
+            removal=True,
+        )
+    return None
 
 
 def _plan_listed(builder: _PlanBuilder, diff: CustomerDiff, *, awaiting: bool) -> None:
@@ -385,6 +503,16 @@ def _plan_listed(builder: _PlanBuilder, diff: CustomerDiff, *, awaiting: bool) -
                     customer_id, change.path[0], change.after, change.before
                 )
             )
+    if diff.current is not None and diff.current.relationship in ("advisor", "syndication"):
+        builder.warnings.append(
+            _(
+                "customer {} ({}) has a {} relationship with this partner, not a reseller one: "
+                "the controller sends it no request; to resell to it, the customer's admin must "
+                "accept a reseller invitation from Partner Center (Customers > Request a "
+                "reseller relationship)"
+            ).format(diff.name, customer_id, diff.current.relationship)
+        )
+        return
     if not related:
         if not awaiting:
             reason = (
@@ -418,7 +546,7 @@ def _plan_listed(builder: _PlanBuilder, diff: CustomerDiff, *, awaiting: bool) -
         )
     if diff.changes:  # most customers match: no need to look at each subscription
         for spec in diff.desired.subscriptions:
-            _plan_subscription(builder, diff, spec.id)
+            _plan_subscription(builder, diff, spec)
 
 
 def _subscription_action_types(diff: CustomerDiff) -> list[tuple[ActionType, str]]:
@@ -428,45 +556,81 @@ def _subscription_action_types(diff: CustomerDiff) -> list[tuple[ActionType, str
     for spec in diff.desired.subscriptions:
         changes = diff.subscription_changes(spec.id)
         if "status" in changes:
-            status = changes["status"]
-            if status.after == "active":
-                found.append(("reactivate_subscription", spec.id))
-            else:
-                found.append(("suspend_subscription", spec.id))
+            by_status: dict[str, ActionType] = {
+                "active": "reactivate_subscription",
+                "cancelled": "cancel_subscription",
+            }
+            found.append((by_status.get(changes["status"].after, "suspend_subscription"), spec.id))
+        if "auto_renew" in changes:
+            found.append(("set_auto_renew", spec.id))
         if "quantity" in changes:
             found.append(("update_quantity", spec.id))
     return found
 
 
-def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_id: str) -> None:
-    """Status and quantity of one listed subscription of a reseller customer."""
-    changes = diff.subscription_changes(subscription_id)
+def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: SubscriptionSpec) -> None:
+    """Status, quantity and auto-renewal of one listed subscription of a reseller customer,
+    where the service allows the change (what it refuses is blocked, with the reason)."""
+    changes = diff.subscription_changes(spec.id)
     if not changes:
         return
     assert diff.current is not None
-    current = diff.current.subscriptions_by_id[subscription_id]
-    if current.status not in ("active", "suspended"):
+    current = diff.current.subscriptions_by_id[spec.id]
+    customer_id, subscription_id = diff.customer_id, spec.id
+    if spec.commerce is not None and spec.commerce != current.commerce:
         builder.warnings.append(
             _(
-                "customer {}: subscription {} is {}; only active and suspended subscriptions are "
-                "changed"
-            ).format(diff.customer_id, subscription_id, current.status)
+                "customer {}: subscription {} is commerce: {} in the specs but {} in Partner "
+                "Center; nothing is changed for it until the specs say what it is"
+            ).format(customer_id, subscription_id, spec.commerce, current.commerce)
         )
         return
     status, quantity = changes.get("status"), changes.get("quantity")
+    renewal = changes.get("auto_renew")
+    if current.parent_id is not None and (status or renewal):
+        builder.warnings.append(
+            _(
+                "customer {}: subscription {} is an add-on of {}: its status and auto-renewal "
+                "follow its base subscription, and are never changed on their own"
+            ).format(customer_id, subscription_id, current.parent_id)
+        )
+        status = renewal = None
+    if current.status not in ("active", "suspended"):
+        if status is not None or quantity is not None:
+            builder.warnings.append(
+                _(
+                    "customer {}: subscription {} is {}; only active and suspended "
+                    "subscriptions are changed"
+                ).format(customer_id, subscription_id, current.status)
+            )
+        return
+    if status is not None and status.after == "cancelled":
+        _plan_cancellation(builder, diff, current)
+        return
+    now = builder.now
     reason_status = _("status in specs is {}").format(status.after if status else current.status)
     if quantity is not None and status is None and current.status == "suspended":
         builder.warnings.append(
             _(
                 "customer {}: subscription {} is suspended in the specs; its quantity "
                 "({} -> {}) cannot change while suspended"
-            ).format(diff.customer_id, subscription_id, quantity.before, quantity.after)
+            ).format(customer_id, subscription_id, quantity.before, quantity.after)
         )
         return
     reason_quantity = _("quantity in specs is {}").format(quantity.after if quantity else "")
     # The service changes the quantity of an active subscription only: a quantity change comes
     # after a reactivation, and before a suspension.
     reactivating = status is not None and status.after == "active"
+    if reactivating:
+        refused = rules.reactivation_refusal(current, now)
+        if refused is not None:
+            builder.block(
+                "reactivate_subscription",
+                customer_id,
+                subscription_id,
+                _reactivation_blocker(current),
+            )
+            return
     steps: list[_Key] = []
     if reactivating:
         steps.append(
@@ -479,17 +643,37 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_i
             )
         )
     if quantity is not None:
-        steps.append(
-            builder.add(
-                "update_quantity",
-                diff,
-                subscription_id,
-                change=(quantity.before, quantity.after),
-                reason=reason_quantity,
-                after=steps[-1:],
+        if rules.quantity_refusal(
+            current.model_copy(update={"status": "active"}), quantity.after, now
+        ):
+            builder.block(
+                "update_quantity", customer_id, subscription_id, "quantity_decrease_not_refundable"
             )
+        else:
+            steps.append(
+                builder.add(
+                    "update_quantity",
+                    diff,
+                    subscription_id,
+                    change=(quantity.before, quantity.after),
+                    reason=reason_quantity,
+                    after=steps[-1:],
+                )
+            )
+    if renewal is not None:
+        builder.add(
+            "set_auto_renew",
+            diff,
+            subscription_id,
+            change=(renewal.before, renewal.after),
+            reason=_("auto_renew in specs is {}").format(str(renewal.after).lower()),
         )
     if status is not None and not reactivating:
+        if rules.suspension_refusal(current) is not None:
+            builder.block(
+                "suspend_subscription", customer_id, subscription_id, "azure_subscriptions_active"
+            )
+            return
         builder.add(
             "suspend_subscription",
             diff,
@@ -498,3 +682,32 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, subscription_i
             reason=reason_status,
             after=steps[-1:],
         )
+
+
+def _reactivation_blocker(subscription: Subscription) -> str:
+    """Why the service will not reactivate this subscription (see rules.reactivation_refusal)."""
+    if subscription.suspended_by == "microsoft":
+        return "suspended_by_microsoft"
+    if subscription.commerce == "nce":
+        return "term_ended"
+    return "reactivation_period_over"
+
+
+def _plan_cancellation(builder: _PlanBuilder, diff: CustomerDiff, current: Subscription) -> None:
+    """``status: cancelled``: cancel inside the window; past it, only auto-renewal off is left."""
+    if rules.cancellation_refusal(current, builder.now) is not None:
+        builder.block(
+            "cancel_subscription",
+            diff.customer_id,
+            current.id,
+            "cancel_window_closed",
+            current.term_end.date() if current.term_end is not None else None,
+        )
+        return
+    builder.add(
+        "cancel_subscription",
+        diff,
+        current.id,
+        change=(current.status, "cancelled"),
+        reason=_("status in specs is cancelled"),
+    )

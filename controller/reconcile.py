@@ -17,7 +17,15 @@ from .drift import attribute_drift, settled_snapshot, spec_snapshot
 from .errors import PlanError, ProviderError, StalePlanError, StateError
 from .i18n import _, english_plural
 from .perf import paused_gc
-from .plan import Action, Plan, check_not_empty, check_partner, check_removal_limit, plan
+from .plan import (
+    Action,
+    Plan,
+    check_cancellation_limit,
+    check_not_empty,
+    check_partner,
+    check_removal_limit,
+    plan,
+)
 from .protection import keep_protection, read_witnesses, remember_protected
 from .providers.base import Provider
 from .ratelimit import RateLimiter
@@ -41,6 +49,7 @@ class Options:
     state_dir: Path
     provider: str = "local"
     max_removals: int = 10
+    max_cancellations: int = 10
     allow_mass_removal: bool = False
     parallelism: int = 8
     lock_timeout: float = 0.0
@@ -189,6 +198,12 @@ def dry_run(desired: Desired, options: Options) -> Plan:
             result.removals,
         ).format(result.removals, options.max_removals)
         result = replace(result, warnings=(*result.warnings, warning))
+    if result.cancellations > options.max_cancellations and not options.allow_mass_removal:
+        warning = _(
+            "this plan cancels {} subscriptions, more than --max-cancellations {}: "
+            "applying it will be refused"
+        ).format(result.cancellations, options.max_cancellations)
+        result = replace(result, warnings=(*result.warnings, warning))
     return result
 
 
@@ -213,6 +228,11 @@ def apply(
         check_removal_limit(
             chosen,
             max_removals=options.max_removals,
+            allow_mass_removal=options.allow_mass_removal,
+        )
+        check_cancellation_limit(
+            chosen,
+            max_cancellations=options.max_cancellations,
             allow_mass_removal=options.allow_mass_removal,
         )
         if chosen.has_changes and not confirm(chosen):

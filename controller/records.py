@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .current import CurrentState
 from .errors import LockError, StateError, validation_problem
 from .fsutil import DurableLog, atomic_write, directory_lock, readable_json
 from .i18n import _, ngettext
 from .ids import CustomerId, Guid
-from .spec import Desired
+from .spec import Desired, Offboarding
 
 JOURNAL_MAX_BYTES = 16 * 1024 * 1024
 _APPLIED = TypeAdapter(dict[str, dict[str, str]])
@@ -74,6 +74,9 @@ class Records(_Frozen):
     managed: tuple[Guid, ...] = ()
     protected: tuple[Guid, ...] = ()
     pending: tuple[PendingRequest, ...] = ()
+    # A managed customer's own offboarding setting, remembered so that it still applies once
+    # the customer's block is deleted from the specs (which is what removes it).
+    offboarding: dict[Guid, Offboarding] = Field(default_factory=dict)
 
     @property
     def pending_by_id(self) -> dict[CustomerId, PendingRequest]:
@@ -115,11 +118,18 @@ def next_records(records: Records, desired: Desired, current: CurrentState) -> R
         for p in records.pending
         if p.customer_id in desired.customers and p.customer_id not in related
     ]
+    offboarding = {c: o for c, o in records.offboarding.items() if c in managed}
+    for customer_id, spec in desired.customers.items():
+        if spec.offboarding is not None:
+            offboarding[customer_id] = spec.offboarding
+        else:
+            offboarding.pop(customer_id, None)
     return Records(
         partner_id=current.partner.id,
         managed=tuple(sorted(managed)),
         protected=tuple(sorted(effective_protected(desired, records))),
         pending=_sorted_pending(pending),
+        offboarding=dict(sorted(offboarding.items())),
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -39,6 +40,10 @@ class _SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Commerce = Literal["legacy", "nce", "azure_plan"]
+Offboarding = Literal["end_at_term", "cancel_in_window"]
+
+
 class SubscriptionSpec(_SpecModel):
     """A subscription of a customer that the specs manage."""
 
@@ -48,7 +53,42 @@ class SubscriptionSpec(_SpecModel):
     quantity: StrictInt | None = Field(
         default=None, ge=1, le=MAX_QUANTITY, description="reconciled when given"
     )
-    status: Literal["active", "suspended"] = "active"
+    commerce: Commerce | None = Field(
+        default=None,
+        description="legacy | nce (new commerce) | azure_plan; needed for status: cancelled "
+        "and auto_renew (reconcile import writes it)",
+    )
+    status: Literal["active", "suspended", "cancelled"] = Field(
+        default="active", description="cancelled: new commerce only, irreversible"
+    )
+    auto_renew: StrictBool | None = Field(
+        default=None, description="new commerce only; reconciled when given"
+    )
+
+    @field_validator("status")
+    @classmethod
+    def _cancelled_is_new_commerce(cls, value: str, info: ValidationInfo) -> str:
+        if value == "cancelled" and info.data.get("commerce", "nce") != "nce":
+            raise ValueError(_new_commerce_only("status: cancelled", info.data.get("commerce")))
+        return value
+
+    @field_validator("auto_renew")
+    @classmethod
+    def _auto_renew_is_new_commerce(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value is not None and info.data.get("commerce", "nce") != "nce":
+            raise ValueError(_new_commerce_only("auto_renew", info.data.get("commerce")))
+        return value
+
+
+def _new_commerce_only(setting: str, commerce: str | None) -> str:
+    if commerce is None:
+        return _(
+            "{} is for new-commerce subscriptions only: add commerce: nce to say this is one"
+        ).format(setting)
+    return _(
+        "{} is for new-commerce subscriptions only, and this one is commerce: {} "
+        "(a legacy subscription is suspended instead)"
+    ).format(setting, commerce)
 
 
 class CustomerSpec(_SpecModel):
@@ -59,6 +99,9 @@ class CustomerSpec(_SpecModel):
     domain: StrictStr | None = None
     protected: StrictBool | None = Field(
         default=None, description="true: no plan may ever remove this relationship"
+    )
+    offboarding: Offboarding | None = Field(
+        default=None, description="overrides the partner's offboarding for this customer"
     )
     subscriptions: tuple[SubscriptionSpec, ...] = ()
 
@@ -74,6 +117,11 @@ class PartnerSpec(_SpecModel):
     id: Guid | None = None
     name: StrictStr | None = None
     prune: Literal["managed", "none"] = "managed"
+    offboarding: Offboarding = Field(
+        default="end_at_term",
+        description="end_at_term: never cancel; turn auto-renewal off and wait for the term end. "
+        "cancel_in_window: cancel new-commerce subscriptions still inside their window",
+    )
 
 
 class SpecFile(_SpecModel):

@@ -71,6 +71,7 @@ def target_records(before: Records, after: Records, targets: Targets) -> Records
             "managed": _merge_ids(before.managed, after.managed, targets),
             "protected": _merge_ids(before.protected, after.protected, targets),
             "pending": tuple(sorted(pending, key=lambda p: p.customer_id)),
+            "offboarding": target_mapping(before.offboarding, after.offboarding, targets),
         }
     )
 

@@ -87,7 +87,7 @@ def customer(
     )
 
 
-def world(*customers: Customer, now: datetime | None = None) -> CurrentState:
+def world(*customers: Customer, now: datetime | None = NOW) -> CurrentState:
     return CurrentState(
         partner={"id": PARTNER, "name": "Example Partner"},  # type: ignore[arg-type]
         customers=customers,
@@ -99,6 +99,23 @@ def want_sub(n: int, status: str = "active", quantity: int | None = None) -> Sub
     return SubscriptionSpec(id=gid(n), status=status, quantity=quantity)  # type: ignore[arg-type]
 
 
+def want_nce(
+    n: int,
+    status: str = "active",
+    *,
+    quantity: int | None = None,
+    auto_renew: bool | None = None,
+    commerce: str = "nce",
+) -> SubscriptionSpec:
+    return SubscriptionSpec(
+        id=gid(n),
+        status=status,  # type: ignore[arg-type]
+        quantity=quantity,
+        auto_renew=auto_renew,
+        commerce=commerce,  # type: ignore[arg-type]
+    )
+
+
 def want(
     n: int, *subs: SubscriptionSpec, name: str = "", protected: bool | None = None
 ) -> CustomerSpec:
@@ -107,9 +124,11 @@ def want(
     )
 
 
-def desired(*customers: CustomerSpec, prune: str = "managed") -> Desired:
+def desired(
+    *customers: CustomerSpec, prune: str = "managed", offboarding: str = "end_at_term"
+) -> Desired:
     return Desired(
-        partner=PartnerSpec(prune=prune),  # type: ignore[arg-type]
+        partner=PartnerSpec(prune=prune, offboarding=offboarding),  # type: ignore[arg-type]
         customers={c.id: c for c in customers},  # type: ignore[misc]
     )
 

@@ -73,7 +73,7 @@ def test_customer_list_pages(example: Path) -> None:
             break
         target = "/v1" + following["uri"]
         headers = {**AUTH, **{h["key"].lower(): h["value"] for h in following["headers"]}}
-    assert len(ids) == 5 == len(set(ids))
+    assert len(ids) == 6 == len(set(ids))
 
 
 def test_the_client_converges_through_throttling_server_errors_and_lost_responses(
@@ -224,6 +224,8 @@ def test_the_client_sees_through_the_emulator_what_the_local_world_holds(tmp_pat
     assert [c.model_dump() for c in observed.customers] == [c.model_dump() for c in local.customers]
     assert observed.now == local.now  # the service's clock (Date) is the world's own
     assert observed.customers[0].azure_reservations_open == 3  # entitlements route
+    # The observation is made at the service's time (its Date header): the world's clock here.
+    assert observed.now == local.now is not None
     assert observed.customers[0].subscriptions[4].azure_subscriptions_active == 2
 
 

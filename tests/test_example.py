@@ -12,6 +12,9 @@ CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
 FABRIKAM = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
 NORTHWIND = "3b9c8398-289a-4913-861d-2dafb70bf03c"
 TAILSPIN = "8ca21255-597d-46ee-8895-0c95529977fd"
+LITWARE = "e63a6417-ee7e-4d3a-92d3-a24a3c6a1186"
+LITWARE_E3 = "93909124-e58f-4c11-8226-2c98f6f26972"
+LITWARE_AZURE = "889fb02a-7741-4e78-81f7-9c0a6e78289f"
 
 
 def blocked_reactivations(reconcile: Runner) -> int:
@@ -108,3 +111,58 @@ def test_readme_walkthrough(
     fabrikam = next(c for c in world["customers"] if c["id"] == FABRIKAM)
     assert fabrikam["relationship"] == "none"
     assert {s["status"] for s in fabrikam["subscriptions"]} == {"suspended"}
+
+
+def test_readme_offboarding_walkthrough(example: Path, reconcile: Runner) -> None:
+    """README, "Offboarding a customer today": Litware (new commerce and an Azure plan) leaves,
+    through the local world and through the Partner Center client talking to the emulator."""
+    (example / "specs" / "customers" / "litware.yaml").unlink()
+    planned = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    litware = [
+        (a["type"], a["subscription_id"], a["from"], a["to"])
+        for a in planned["actions"]
+        if a["customer_id"] == LITWARE
+    ]
+    assert litware == [
+        ("suspend_subscription", LITWARE_AZURE, "active", "suspended"),
+        ("set_auto_renew", LITWARE_E3, True, False),
+    ]
+    assert {
+        "type": "remove_relationship",
+        "customer_id": LITWARE,
+        "subscription_id": LITWARE_E3,
+        "reason": "awaiting_term_end",
+        "until": "2027-03-01",
+    } in planned["blocked"]
+    text = reconcile("--dry-run").stdout
+    assert (
+        "remove relationship of Litware Inc (e63a6417-ee7e-4d3a-92d3-a24a3c6a1186): waits for "
+        "Microsoft 365 E3 (93909124-e58f-4c11-8226-2c98f6f26972) (new commerce) to end at its "
+        "term end 2027-03-01; auto-renewal is being turned off"
+    ) in text
+    assert (
+        "set auto-renewal Microsoft 365 E3 (93909124-e58f-4c11-8226-2c98f6f26972): on -> off"
+        in text
+    )
+
+    assert reconcile().returncode == 0
+    again = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    assert not [a for a in again["actions"] if a["customer_id"] == LITWARE]
+    assert [b["reason"] for b in again["blocked"] if b["customer_id"] == LITWARE] == [
+        "awaiting_term_end"
+    ]
+    assert "auto-renewal is off" in reconcile("--dry-run").stdout
+
+    advanced = reconcile("world", "advance", "90d")
+    assert advanced.returncode == 0, advanced.stderr
+    assert "2027-03-01T09:00:00Z" in advanced.stdout
+    assert "Microsoft 365 E3 (Litware Inc): active -> expired" in advanced.stdout
+    last = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    assert [(a["type"], a["customer_id"]) for a in last["actions"]] == [
+        ("remove_relationship", LITWARE)
+    ]
+    assert reconcile().returncode == 0
+    world = json.loads((example / "state" / "world.json").read_text())
+    litware_after = next(c for c in world["customers"] if c["id"] == LITWARE)
+    assert litware_after["relationship"] == "none"
+    assert world["now"] == "2027-03-01T09:00:00Z"

@@ -21,12 +21,16 @@ def test_import_into_empty_specs_then_the_plan_is_empty(example: Path, reconcile
     assert files == [
         "contoso-ltd.yaml",
         "fabrikam-inc.yaml",
+        "litware-inc.yaml",
         "tailspin-toys.yaml",
         "woodgrove-bank.yaml",
     ]
     text = (example / "specs" / "customers" / "contoso-ltd.yaml").read_text()
     assert text.startswith("# yaml-language-server: $schema=../spec.schema.json\n")
     assert "354ec307-e470-40d2-9563-5fed10cb4044  # Microsoft 365 Business Basic" in text
+    litware = (example / "specs" / "customers" / "litware-inc.yaml").read_text()
+    assert "        commerce: nce\n        status: active\n        auto_renew: true\n" in litware
+    assert "        commerce: azure_plan\n" in litware
     schema = json.loads((example / "specs" / "spec.schema.json").read_text())
     assert schema["title"] == "partner-reconciler spec file"
     assert yaml.safe_load((example / "specs" / "partner.yaml").read_text())["partner"]["id"]

@@ -36,11 +36,15 @@ def test_records_snapshot_and_journal_round_trip(pg_url: str) -> None:
     store = PostgresStore(pg_url, PARTNER)
     assert store.load() == records() and store.load_applied() == {} and store.read_journal() == []
     saved = records(managed=(2, 1), protected=(1,), pending=(3,)).model_copy(
-        update={"partner_id": PARTNER, "managed": (gid(1), gid(2))}
+        update={
+            "partner_id": PARTNER,
+            "managed": (gid(1), gid(2)),
+            "offboarding": {gid(2): "cancel_in_window"},
+        }
     )
     store.save(saved)
     assert store.load() == saved
-    smaller = saved.model_copy(update={"managed": (gid(2),), "pending": ()})
+    smaller = saved.model_copy(update={"managed": (gid(2),), "pending": (), "offboarding": {}})
     store.save(smaller)  # only the difference is written
     assert PostgresStore(pg_url, PARTNER).load() == smaller
     store.save_applied({gid(1): {gid(5): "active/3"}, gid(2): {}})

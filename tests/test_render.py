@@ -86,7 +86,8 @@ def test_markdown_puts_removals_first_and_collapses_long_lists() -> None:
     rendered = markdown.render_plan(PLAN)
     assert rendered.index("Removals and suspensions (3)") < rendered.index("Other changes (2)")
     assert "| ⚠️ remove relationship | 1 |" in rendered
-    assert "<summary>Blocked until customers accept (1)</summary>" in rendered
+    assert "<summary>Blocked (1)</summary>" in rendered
+    assert "waits for the customer to accept the relationship invitation" in rendered
     assert markdown.render_plan(PLAN) == rendered  # stable, so a bot can update one comment
     many = world(customer(99), *(customer(c, sub(c * 100)) for c in range(1, 8)))
     long_plan = plan(desired(want(99)), many, records(managed=tuple(range(1, 8))))

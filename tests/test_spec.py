@@ -87,7 +87,44 @@ def test_empty_files_and_empty_lists_are_allowed(tmp_path: Path) -> None:
         (
             GOOD + "        status: paused\n",
             "a.yaml:7: customers[0].subscriptions[0].status: "
-            "must be one of 'active' or 'suspended', got 'paused'",
+            "must be one of 'active', 'suspended' or 'cancelled', got 'paused'",
+        ),
+        (
+            GOOD + "        status: cancelled\n",
+            "a.yaml:7: customers[0].subscriptions[0].status: status: cancelled is for "
+            "new-commerce subscriptions only: add commerce: nce to say this is one",
+        ),
+        (
+            GOOD + "        commerce: legacy\n        status: cancelled\n",
+            "a.yaml:8: customers[0].subscriptions[0].status: status: cancelled is for "
+            "new-commerce subscriptions only, and this one is commerce: legacy "
+            "(a legacy subscription is suspended instead)",
+        ),
+        (
+            GOOD + "        auto_renew: false\n",
+            "a.yaml:7: customers[0].subscriptions[0].auto_renew: auto_renew is for "
+            "new-commerce subscriptions only: add commerce: nce to say this is one",
+        ),
+        (
+            GOOD + "        commerce: legacy\n        auto_renew: false\n",
+            "a.yaml:8: customers[0].subscriptions[0].auto_renew: auto_renew is for "
+            "new-commerce subscriptions only, and this one is commerce: legacy",
+        ),
+        (
+            GOOD + "        commerce: nce\n        auto_renew: 'no'\n",
+            "a.yaml:8: customers[0].subscriptions[0].auto_renew: must be true or false",
+        ),
+        (
+            GOOD + "        commerce: csp\n",
+            "a.yaml:7: customers[0].subscriptions[0].commerce: must be one of",
+        ),
+        (
+            "partner:\n  offboarding: cancel_now\n",
+            "a.yaml:2: partner.offboarding: must be one of 'end_at_term' or 'cancel_in_window'",
+        ),
+        (
+            GOOD.replace("    subscriptions:", "    offboarding: never\n    subscriptions:"),
+            "a.yaml:4: customers[0].offboarding: must be one of",
         ),
         (
             GOOD.replace("quantity: 3", "quantity: 0"),
@@ -122,6 +159,14 @@ def test_empty_files_and_empty_lists_are_allowed(tmp_path: Path) -> None:
         "unknown key",
         "bad GUID",
         "bad status",
+        "cancelled without commerce",
+        "cancelled on a legacy subscription",
+        "auto_renew without commerce",
+        "auto_renew on a legacy subscription",
+        "auto_renew not a boolean",
+        "bad commerce",
+        "bad partner offboarding",
+        "bad customer offboarding",
         "quantity below 1",
         "quantity as text",
         "missing name",
@@ -191,3 +236,23 @@ def test_schema_describes_the_spec_format() -> None:
     assert customer["additionalProperties"] is False
     assert "name" in customer["required"]
     assert customer["properties"]["id"]["pattern"].startswith("^[0-9a-fA-F]{8}")
+
+
+def test_new_commerce_settings_load(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "partner:\n  offboarding: cancel_in_window\n"
+        + GOOD.replace("    subscriptions:", "    offboarding: end_at_term\n    subscriptions:")
+        + "        commerce: nce\n        status: cancelled\n        auto_renew: false\n",
+    )
+    desired = load_specs(tmp_path)
+    assert desired.partner.offboarding == "cancel_in_window"
+    contoso = desired.customers[gid(1)]  # type: ignore[index]
+    assert contoso.offboarding == "end_at_term"
+    subscription = contoso.subscriptions[0]
+    assert (subscription.commerce, subscription.status, subscription.auto_renew) == (
+        "nce",
+        "cancelled",
+        False,
+    )

@@ -1,12 +1,14 @@
-"""Partner Center's preconditions, enforced on a simulated world.
+"""Partner Center's rules: the one place that states them (contract sections 2 and 7).
 
-The local world, the in-memory fake and the emulator all change their world through these pure
-functions, so that they refuse exactly what the real service refuses, and cannot drift apart.
+The planner asks the predicates here what the service will allow; the local world, the in-memory
+fake and the emulator change their world only through the functions here, which refuse what the
+real service refuses, with its error codes. So a simulator can never disagree with the plan.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from ..current import CurrentState, Customer, Subscription, SubscriptionStatus
 from ..errors import PermanentProviderError
@@ -50,58 +52,177 @@ def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
     return subscription
 
 
-def _with_subscription(world: CurrentState, customer: Customer, new: Subscription) -> CurrentState:
-    subscriptions = tuple(new if s.id == new.id else s for s in customer.subscriptions)
-    return world.replace_customer(customer.evolve(subscriptions=subscriptions))
+# --- the service's rules, as predicates the planner uses too -------------------------------
+
+CANCELLATION_WINDOW = timedelta(hours=168)  # after purchase or renewal (new commerce)
+LEGACY_REACTIVATION = timedelta(days=90)  # a suspended legacy subscription can come back
+ENDED: frozenset[SubscriptionStatus] = frozenset({"deleted", "expired"})
 
 
-def _set_status(
-    world: CurrentState,
-    customer_id: str,
-    subscription_id: str,
-    *,
-    expected: SubscriptionStatus,
-    new: SubscriptionStatus,
-) -> CurrentState:
-    customer = related_customer(world, customer_id)
-    subscription = find_subscription(customer, subscription_id)
-    if subscription.status != expected:
-        raise PermanentProviderError(
-            f"subscription {subscription.id} is {subscription.status}, not {expected}",
-            code=f"subscription_not_{expected}",
+def refusal(code: str, message: str) -> PermanentProviderError:
+    """A refusal as the service gives it: its error code and a one-line description."""
+    return PermanentProviderError(message, code=code)
+
+
+def has_ended(subscription: Subscription) -> bool:
+    """Cancelled (``deleted``) or expired: nothing more can happen to it."""
+    return subscription.status in ENDED
+
+
+def in_cancel_window(subscription: Subscription, now: datetime) -> bool:
+    """A new-commerce subscription that may still be cancelled (and seats returned)."""
+    return subscription.cancel_until is not None and now < subscription.cancel_until
+
+
+def blocks_removal(subscription: Subscription) -> bool:
+    """Whether this subscription alone keeps the relationship from being removed: an active
+    legacy one; a new-commerce one until it expires or is cancelled (a suspended one too: it is
+    still billed); an active Azure plan, or one with active Azure subscriptions."""
+    if subscription.commerce == "nce":
+        return not has_ended(subscription)
+    if subscription.commerce == "azure_plan":
+        return subscription.status == "active" or subscription.azure_subscriptions_active > 0
+    return subscription.status == "active"
+
+
+def removal_refusal(customer: Customer) -> PermanentProviderError | None:
+    """Why the relationship cannot be removed now, or None when it can."""
+    blocking = [s.id for s in customer.subscriptions if blocks_removal(s)]
+    if blocking:
+        return refusal(
+            "active_subscriptions",
+            f"customer {customer.id} still has subscriptions that must end first "
+            f"({', '.join(blocking)}): suspend legacy ones, cancel or let new-commerce ones "
+            "expire, cancel the Azure subscriptions of an Azure plan",
         )
-    return _with_subscription(world, customer, subscription.model_copy(update={"status": new}))
+    if customer.azure_reservations_open:
+        return refusal(
+            "azure_reservations_open",
+            f"customer {customer.id} has {customer.azure_reservations_open} open Azure "
+            "reservations or savings plans: cancel them through Azure support first",
+        )
+    return None
 
 
-def suspend_subscription(
-    world: CurrentState, customer_id: str, subscription_id: str
-) -> CurrentState:
-    """Suspend an active subscription of a reseller customer."""
-    return _set_status(world, customer_id, subscription_id, expected="active", new="suspended")
-
-
-def reactivate_subscription(
-    world: CurrentState, customer_id: str, subscription_id: str
-) -> CurrentState:
-    """Reactivate a suspended subscription of a reseller customer."""
-    return _set_status(world, customer_id, subscription_id, expected="suspended", new="active")
-
-
-def update_quantity(
-    world: CurrentState, customer_id: str, subscription_id: str, quantity: int
-) -> CurrentState:
-    """Change the seat count of an active subscription of a reseller customer."""
-    if quantity < 1:
-        raise PermanentProviderError(f"quantity must be >= 1, got {quantity}", code="bad_quantity")
-    customer = related_customer(world, customer_id)
-    subscription = find_subscription(customer, subscription_id)
+def suspension_refusal(subscription: Subscription) -> PermanentProviderError | None:
+    """Why the subscription cannot be suspended, or None."""
     if subscription.status != "active":
-        raise PermanentProviderError(
-            f"subscription {subscription.id} is {subscription.status}, not active",
-            code="subscription_not_active",
+        return refusal(
+            "subscription_not_active", f"subscription {subscription.id} is {subscription.status}"
         )
-    new = subscription.model_copy(update={"quantity": quantity})
-    return _with_subscription(world, customer, new)
+    if subscription.commerce == "azure_plan" and subscription.azure_subscriptions_active:
+        return refusal(
+            "900115",
+            "Azure plan can't be moved to suspended state since you have one or more Azure "
+            "Subscriptions in the active state",
+        )
+    return None
+
+
+def reactivation_refusal(
+    subscription: Subscription, now: datetime
+) -> PermanentProviderError | None:
+    """Why the subscription cannot be reactivated, or None: only a suspended one; never one
+    Microsoft suspended; a new-commerce one before its term end, a legacy one within 90 days
+    of its suspension (when the suspension's time is known)."""
+    if subscription.status != "suspended":
+        return refusal(
+            "subscription_not_suspended",
+            f"subscription {subscription.id} is {subscription.status}, not suspended",
+        )
+    if subscription.suspended_by == "microsoft":
+        return refusal(
+            "800096",
+            f"subscription {subscription.id} was suspended by Microsoft: only Microsoft "
+            "support can lift it",
+        )
+    if subscription.commerce == "nce":
+        if subscription.term_end is not None and now >= subscription.term_end:
+            return refusal(
+                "800096",
+                f"subscription {subscription.id} is past its term end "
+                f"{subscription.term_end.date().isoformat()}: it cannot be reactivated",
+            )
+    elif subscription.suspended_at is not None and now > (
+        subscription.suspended_at + LEGACY_REACTIVATION
+    ):
+        return refusal(
+            "800096",
+            f"subscription {subscription.id} was suspended more than 90 days ago "
+            f"({subscription.suspended_at.date().isoformat()}): it cannot be reactivated",
+        )
+    return None
+
+
+def quantity_refusal(
+    subscription: Subscription, quantity: int, now: datetime
+) -> PermanentProviderError | None:
+    """Why the seat count cannot become ``quantity``, or None: only an active subscription;
+    a new-commerce one decreases only inside its window, by at most its refundable seats."""
+    if quantity < 1:
+        return refusal("bad_quantity", f"quantity must be >= 1, got {quantity}")
+    if subscription.status == "suspended":
+        return refusal("800091", "Can't update a subscription with suspended status")
+    if subscription.status != "active":
+        return refusal(
+            "subscription_not_active",
+            f"subscription {subscription.id} is {subscription.status}, not active",
+        )
+    decrease = subscription.quantity - quantity
+    if subscription.commerce == "nce" and decrease > 0:
+        refundable = subscription.refundable_quantity or 0
+        if not in_cancel_window(subscription, now) or decrease > refundable:
+            return refusal("800090", "Subscription quantity cannot be decreased.")
+    return None
+
+
+def cancellation_refusal(
+    subscription: Subscription, now: datetime
+) -> PermanentProviderError | None:
+    """Why the subscription cannot be cancelled, or None: new commerce only, inside its window."""
+    if subscription.commerce != "nce":
+        return refusal(
+            "900263", f"subscription {subscription.id} is not a new-commerce subscription"
+        )
+    if has_ended(subscription):
+        return refusal(
+            "2011",
+            f"Subscription with ID {subscription.id} and {subscription.status} status "
+            "can't be updated.",
+        )
+    if not in_cancel_window(subscription, now):
+        return refusal(
+            "900117",
+            "You have passed your 7-day cancellation window. We are unable to cancel your purchase",
+        )
+    return None
+
+
+def auto_renew_refusal(subscription: Subscription) -> PermanentProviderError | None:
+    """Why auto-renewal cannot be changed, or None: new commerce only, not once ended."""
+    if subscription.commerce != "nce":
+        return refusal("800093", "The subscription isn't eligible to be auto-renewed")
+    if has_ended(subscription):
+        return refusal(
+            "2011",
+            f"Subscription with ID {subscription.id} and {subscription.status} status "
+            "can't be updated.",
+        )
+    return None
+
+
+def addon_refusal(subscription: Subscription) -> PermanentProviderError | None:
+    """An add-on's status and renewal follow its base subscription: never changed alone."""
+    if subscription.parent_id is None:
+        return None
+    return refusal(
+        "addon_follows_base",
+        f"subscription {subscription.id} is an add-on of {subscription.parent_id}: change its "
+        "base subscription instead",
+    )
+
+
+# --- changing a simulated world --------------------------------------------------------------
 
 
 def _clock(world: CurrentState) -> datetime:
@@ -111,60 +232,191 @@ def _clock(world: CurrentState) -> datetime:
     return world.now
 
 
-def _nce(customer: Customer, subscription_id: str) -> Subscription:
+def _with_subscriptions(
+    world: CurrentState, customer: Customer, changed: list[Subscription]
+) -> CurrentState:
+    by_id = {s.id: s for s in changed}
+    subscriptions = tuple(by_id.get(s.id, s) for s in customer.subscriptions)
+    return world.replace_customer(customer.evolve(subscriptions=subscriptions))
+
+
+def _with_addons(
+    customer: Customer, base: Subscription, follow: Callable[[Subscription], Subscription | None]
+) -> list[Subscription]:
+    """The base and its add-ons, each changed by ``follow`` (None: that add-on is unchanged)."""
+    changed = [base]
+    for addon in customer.subscriptions:
+        if addon.parent_id == base.id:
+            followed = follow(addon)
+            if followed is not None:
+                changed.append(followed)
+    return changed
+
+
+def _target(
+    world: CurrentState, customer_id: str, subscription_id: str
+) -> tuple[Customer, Subscription]:
+    """A reseller customer's subscription that may be changed on its own (not an add-on)."""
+    customer = related_customer(world, customer_id)
     subscription = find_subscription(customer, subscription_id)
-    if subscription.commerce != "nce":
-        raise PermanentProviderError(
-            f"subscription {subscription.id} is not a new-commerce subscription",
-            code="not_new_commerce",
-        )
-    return subscription
+    _raise(addon_refusal(subscription))
+    return customer, subscription
+
+
+def _raise(error: PermanentProviderError | None) -> None:
+    if error is not None:
+        raise error
+
+
+def suspend_subscription(
+    world: CurrentState, customer_id: str, subscription_id: str
+) -> CurrentState:
+    """Suspend an active subscription (and its active add-ons), recording who and when."""
+    customer, subscription = _target(world, customer_id, subscription_id)
+    _raise(suspension_refusal(subscription))
+    suspension = {"status": "suspended", "suspended_by": "partner", "suspended_at": _clock(world)}
+    changed = _with_addons(
+        customer,
+        subscription.model_copy(update=suspension),
+        lambda a: a.model_copy(update=suspension) if a.status == "active" else None,
+    )
+    return _with_subscriptions(world, customer, changed)
+
+
+def reactivate_subscription(
+    world: CurrentState, customer_id: str, subscription_id: str
+) -> CurrentState:
+    """Reactivate a suspended subscription where the service allows it (and the add-ons the
+    partner suspended with it)."""
+    customer, subscription = _target(world, customer_id, subscription_id)
+    _raise(reactivation_refusal(subscription, _clock(world)))
+    active = {"status": "active", "suspended_by": None, "suspended_at": None}
+    changed = _with_addons(
+        customer,
+        subscription.model_copy(update=active),
+        lambda a: (
+            a.model_copy(update=active)
+            if a.status == "suspended" and a.suspended_by != "microsoft"
+            else None
+        ),
+    )
+    return _with_subscriptions(world, customer, changed)
+
+
+def update_quantity(
+    world: CurrentState, customer_id: str, subscription_id: str, quantity: int
+) -> CurrentState:
+    """Change the seat count where the service allows it; returned new-commerce seats are no
+    longer refundable."""
+    customer = related_customer(world, customer_id)
+    subscription = find_subscription(customer, subscription_id)
+    _raise(quantity_refusal(subscription, quantity, _clock(world)))
+    update: dict[str, object] = {"quantity": quantity}
+    if subscription.commerce == "nce":
+        refundable = subscription.refundable_quantity or 0
+        if quantity < subscription.quantity:
+            update["refundable_quantity"] = refundable - (subscription.quantity - quantity)
+        elif in_cancel_window(subscription, _clock(world)):
+            update["refundable_quantity"] = refundable + (quantity - subscription.quantity)
+    return _with_subscriptions(world, customer, [subscription.model_copy(update=update)])
 
 
 def cancel_subscription(
     world: CurrentState, customer_id: str, subscription_id: str
 ) -> CurrentState:
-    """Cancel a new-commerce subscription (status ``deleted``): only inside its window."""
-    customer = related_customer(world, customer_id)
-    subscription = _nce(customer, subscription_id)
-    if subscription.status in ("deleted", "expired"):
-        raise PermanentProviderError(
-            f"subscription {subscription.id} is {subscription.status}", code="800091"
-        )
-    if subscription.cancel_until is None or _clock(world) >= subscription.cancel_until:
-        raise PermanentProviderError(
-            f"subscription {subscription.id} is past its cancellation window", code="800091"
-        )
-    new = subscription.model_copy(update={"status": "deleted", "auto_renew": False})
-    return _with_subscription(world, customer, new)
+    """Cancel a new-commerce subscription (status ``deleted``), and its add-ons with it: only
+    inside its cancellation window."""
+    customer, subscription = _target(world, customer_id, subscription_id)
+    _raise(cancellation_refusal(subscription, _clock(world)))
+    cancelled = {"status": "deleted", "auto_renew": False}
+    changed = _with_addons(
+        customer,
+        subscription.model_copy(update=cancelled),
+        lambda a: None if has_ended(a) else a.model_copy(update=cancelled),
+    )
+    return _with_subscriptions(world, customer, changed)
 
 
 def set_auto_renew(
     world: CurrentState, customer_id: str, subscription_id: str, enabled: bool
 ) -> CurrentState:
-    """Turn auto-renewal of a new-commerce subscription on or off (not once it has ended)."""
-    customer = related_customer(world, customer_id)
-    subscription = _nce(customer, subscription_id)
-    if subscription.status in ("deleted", "expired"):
-        raise PermanentProviderError(
-            f"subscription {subscription.id} is {subscription.status}",
-            code="subscription_not_active",
-        )
-    new = subscription.model_copy(update={"auto_renew": enabled})
-    return _with_subscription(world, customer, new)
+    """Turn auto-renewal of a new-commerce subscription (and of its add-ons) on or off."""
+    customer, subscription = _target(world, customer_id, subscription_id)
+    _raise(auto_renew_refusal(subscription))
+    renewal = {"auto_renew": enabled}
+    changed = _with_addons(
+        customer,
+        subscription.model_copy(update=renewal),
+        lambda a: None if has_ended(a) else a.model_copy(update=renewal),
+    )
+    return _with_subscriptions(world, customer, changed)
 
 
 def remove_relationship(world: CurrentState, customer_id: str) -> CurrentState:
-    """Remove the reseller relationship; refused while any subscription is still active."""
+    """Remove the reseller relationship, once nothing blocks it (see ``blocks_removal``)."""
     customer = related_customer(world, customer_id)
-    active = [s.id for s in customer.subscriptions if s.status == "active"]
-    if active:
-        raise PermanentProviderError(
-            f"customer {customer.id} still has active subscriptions ({', '.join(active)}): "
-            "suspend them before removing the relationship",
-            code="active_subscriptions",
-        )
+    _raise(removal_refusal(customer))
     return world.replace_customer(customer.evolve(relationship="none"))
+
+
+# --- the world's clock -----------------------------------------------------------------------
+
+
+def one_year_after(moment: datetime) -> datetime:
+    """The end of a renewed term: renewals are for a year (the world does not keep a term's
+    length); 29 February becomes 28 February."""
+    try:
+        return moment.replace(year=moment.year + 1)
+    except ValueError:
+        return moment.replace(year=moment.year + 1, day=28)
+
+
+def _at_term_end(subscription: Subscription, now: datetime) -> Subscription:
+    """A new-commerce subscription once ``now`` has come: each term that ended by then
+    renews (auto-renewal on, active: a new term, a new 168-hour window, every seat refundable)
+    or expires."""
+    while (
+        subscription.commerce == "nce"
+        and not has_ended(subscription)
+        and subscription.term_end is not None
+        and subscription.term_end <= now
+    ):
+        if not subscription.auto_renew or subscription.status != "active":
+            return subscription.model_copy(update={"status": "expired", "auto_renew": False})
+        renewed_at = subscription.term_end
+        subscription = subscription.model_copy(
+            update={
+                "term_end": one_year_after(renewed_at),
+                "cancel_until": renewed_at + CANCELLATION_WINDOW,
+                "refundable_quantity": subscription.quantity,
+            }
+        )
+    return subscription
+
+
+def advance(world: CurrentState, by: timedelta) -> CurrentState:
+    """The world ``by`` later: new-commerce terms that ended renew or expire; an add-on whose
+    base ended ends with it."""
+    if by < timedelta(0):
+        raise ValueError("the world's clock only moves forward")
+    now = _clock(world) + by
+    customers = []
+    for customer in world.customers:
+        moved = {s.id: _at_term_end(s, now) for s in customer.subscriptions}
+        for subscription in customer.subscriptions:
+            base = moved.get(subscription.parent_id or "")
+            own = moved[subscription.id]
+            if base is not None and has_ended(base) and not has_ended(own):
+                moved[subscription.id] = own.model_copy(
+                    update={"status": base.status, "auto_renew": False}
+                )
+        changed = tuple(moved[s.id] for s in customer.subscriptions)
+        customers.append(
+            customer
+            if changed == customer.subscriptions
+            else customer.evolve(subscriptions=changed)
+        )
+    return CurrentState.model_construct(partner=world.partner, customers=tuple(customers), now=now)
 
 
 def request_relationship(world: CurrentState, customer_id: str) -> str:

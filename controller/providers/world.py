@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ..current import CurrentState
+from ..errors import PermanentProviderError
 from ..ratelimit import RateLimiter
 from . import rules
 
@@ -51,23 +52,44 @@ class WorldProvider:
             changed = change(self._clocked(world))
             self.store_world(changed if world.now is not None else changed.at_no_clock())
 
+    def _act(self, change: Callable[[CurrentState], CurrentState]) -> None:
+        """An action of the provider: a refusal with the service's own code says the code, as
+        Partner Center's errors do (the emulator answers with the code in its body instead)."""
+        try:
+            self.change(change)
+        except PermanentProviderError as exc:
+            if exc.code and exc.code.isdigit():
+                raise PermanentProviderError(
+                    f"{exc} (Partner Center error {exc.code})", code=exc.code
+                ) from exc
+            raise
+
+    def advance(self, by: timedelta) -> tuple[CurrentState, CurrentState]:
+        """Move the world's clock forward (a world without one starts from the wall clock, and
+        keeps a clock from then on); returns the world before and after."""
+        with self._mutex:
+            before = self._clocked(self.load_world())
+            after = rules.advance(before, by)
+            self.store_world(after)
+            return before, after
+
     def suspend_subscription(self, customer_id: str, subscription_id: str) -> None:
-        self.change(lambda w: rules.suspend_subscription(w, customer_id, subscription_id))
+        self._act(lambda w: rules.suspend_subscription(w, customer_id, subscription_id))
 
     def reactivate_subscription(self, customer_id: str, subscription_id: str) -> None:
-        self.change(lambda w: rules.reactivate_subscription(w, customer_id, subscription_id))
+        self._act(lambda w: rules.reactivate_subscription(w, customer_id, subscription_id))
 
     def update_quantity(self, customer_id: str, subscription_id: str, quantity: int) -> None:
-        self.change(lambda w: rules.update_quantity(w, customer_id, subscription_id, quantity))
+        self._act(lambda w: rules.update_quantity(w, customer_id, subscription_id, quantity))
 
     def cancel_subscription(self, customer_id: str, subscription_id: str) -> None:
-        self.change(lambda w: rules.cancel_subscription(w, customer_id, subscription_id))
+        self._act(lambda w: rules.cancel_subscription(w, customer_id, subscription_id))
 
     def set_auto_renew(self, customer_id: str, subscription_id: str, enabled: bool) -> None:
-        self.change(lambda w: rules.set_auto_renew(w, customer_id, subscription_id, enabled))
+        self._act(lambda w: rules.set_auto_renew(w, customer_id, subscription_id, enabled))
 
     def remove_relationship(self, customer_id: str) -> None:
-        self.change(lambda w: rules.remove_relationship(w, customer_id))
+        self._act(lambda w: rules.remove_relationship(w, customer_id))
 
     def request_relationship(self, customer_id: str) -> str:
         self._limiter.acquire()

@@ -4,12 +4,12 @@ All user-facing wording of plans lives here, behind ``_()``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..document import ActionResult
 from ..i18n import _, ngettext
-from ..plan import ACTION_TYPES, ActionType, Plan
+from ..plan import ACTION_TYPES, ActionType, Blocked, Plan
 from ..untrusted import printable
 
 # Destructive kinds first, the order in which summaries list them.
@@ -76,6 +76,8 @@ def value_word(value: object) -> str:
         "reseller": _("reseller"),
         "none": _("none"),
     }
+    if isinstance(value, bool):  # auto-renewal
+        return _("on") if value else _("off")
     return words.get(value, str(value)) if isinstance(value, str) else str(value)
 
 
@@ -137,3 +139,77 @@ class Outcome:
             and not self.remaining.has_changes
             and not self.problems
         )
+
+
+def explain_blocked(
+    blocked: Blocked, plan: Plan, name: Callable[[str | None], str] | None = None
+) -> str:
+    """One line telling a person what a blocked item waits for, when it ends, and what to do by
+    hand; ``name`` shows an id (escaped for the output format)."""
+    show = name or (lambda item_id: named(plan.names, item_id))
+    customer = show(blocked.customer_id)
+    subscription = show(blocked.subscription_id)
+    until = blocked.until.isoformat() if blocked.until else _("an unknown date")
+    head = _("{} of {}").format(action_title(blocked.type), customer)
+    match blocked.reason:
+        case "awaiting_acceptance":
+            target = _("{} of {}").format(subscription, customer) if subscription else customer
+            return _(
+                "{} {}: waits for the customer to accept the relationship invitation "
+                "(see `reconcile status`)"
+            ).format(action_title(blocked.type), target)
+        case "awaiting_term_end":
+            turning_off = any(
+                a.type == "set_auto_renew" and a.subscription_id == blocked.subscription_id
+                for a in plan.actions
+            )
+            renewal = (
+                _("auto-renewal is being turned off") if turning_off else _("auto-renewal is off")
+            )
+            return _(
+                "{}: waits for {} (new commerce) to end at its term end {}; {}. "
+                "Run again after that date to remove the relationship"
+            ).format(head, subscription, until, renewal)
+        case "azure_subscriptions_active":
+            return _(
+                "{}: waits for the active Azure subscriptions under {}: cancel them in the "
+                "Azure portal (the customer's or through the partner's admin access), then "
+                "run again"
+            ).format(head, subscription)
+        case "azure_reservations_open":
+            return _(
+                "{}: waits for open Azure reservations or savings plans: cancel them through "
+                "Azure support (a support request from the partner's tenant), then run again"
+            ).format(head)
+        case "addon_follows_base":
+            return _(
+                "{}: waits for the add-on {}, which ends only with its base subscription"
+            ).format(head, subscription)
+        case "cancel_window_closed":
+            return _(
+                "cancel {}: its cancellation window (168 hours after purchase or renewal) has "
+                "closed, so it can no longer be cancelled; set auto_renew: false in the specs "
+                "instead, and it ends at its term end {}"
+            ).format(subscription, until)
+        case "quantity_decrease_not_refundable":
+            return _(
+                "update quantity of {}: new-commerce seats can be returned only within 168 "
+                "hours of purchase or renewal, and no more than the refundable ones; keep the "
+                "quantity until the renewal, or lower it then (inside the new window)"
+            ).format(subscription)
+        case "suspended_by_microsoft":
+            return _(
+                "reactivate {}: Microsoft suspended it (not the partner), so the controller never "
+                "reactivates it; resolve it with Microsoft support"
+            ).format(subscription)
+        case "term_ended":
+            return _(
+                "reactivate {}: its term has ended, so it can no longer be reactivated; "
+                "a new subscription must be bought"
+            ).format(subscription)
+        case "reactivation_period_over":
+            return _(
+                "reactivate {}: it was suspended more than 90 days ago, so it can no longer be "
+                "reactivated; a new subscription must be bought"
+            ).format(subscription)
+    return f"{action_title(blocked.type)} {subscription or customer}: {blocked.reason}"

@@ -15,9 +15,9 @@ from . import (
     DESTRUCTIVE,
     Outcome,
     action_title,
+    explain_blocked,
     named,
     no_changes_line,
-    subject,
     summary_types,
     value_word,
 )
@@ -112,13 +112,10 @@ def render_plan(plan: Plan) -> str:
         lines += _section(title, _action_rows(plan, drift), collapse=len(drift) > COLLAPSE_AFTER)
     if plan.blocked:
         rows = [
-            f"- {action_title(b.type)} {md(subject(plan.names, b.customer_id, b.subscription_id))}"
-            + " ("
-            + _("awaiting acceptance")
-            + ")"
+            f"- {explain_blocked(b, plan, lambda item_id: _named(plan, item_id))}"
             for b in plan.blocked
         ]
-        title = _("Blocked until customers accept ({})").format(len(plan.blocked))
+        title = _("Blocked ({})").format(len(plan.blocked))
         lines += _section(title, rows, collapse=True)
     if plan.unmanaged:
         customers = sum(u.subscription_id is None for u in plan.unmanaged)

@@ -8,12 +8,13 @@ from collections.abc import Callable, Mapping
 import click
 
 from ..document import ActionResult
-from ..i18n import _, ngettext, shown
+from ..i18n import _, shown
 from ..plan import Action, ActionType, Plan
 from ..untrusted import printable
 from . import (
     Outcome,
     action_title,
+    explain_blocked,
     named,
     no_changes_line,
     subject,
@@ -112,11 +113,8 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
         ]
         lines += _grouped(plan, drift, style)
     if plan.blocked:
-        lines += ["", _("Blocked until the customer accepts the relationship invitation:")]
-        lines += [
-            f"  {action_title(b.type)} {subject(plan.names, b.customer_id, b.subscription_id)}"
-            for b in plan.blocked
-        ]
+        lines += ["", _("Blocked (cannot be done yet; what it waits for, and what to do):")]
+        lines += [f"  {explain_blocked(b, plan)}" for b in plan.blocked]
     if plan.unmanaged:
         lines += ["", _("Unmanaged (not in the specs' care; reported and left alone):")]
         for item in plan.unmanaged:
@@ -164,14 +162,6 @@ def render_outcome(outcome: Outcome, *, colour: bool = False) -> str:
     else:
         lines.append(_("Converged: a fresh plan has no changes."))
     if outcome.remaining.blocked:
-        n = len(outcome.remaining.blocked)
-        lines.append(
-            ngettext(
-                "{} action waits for a customer to accept a relationship invitation "
-                "(see `reconcile status`).",
-                "{} actions wait for customers to accept relationship invitations "
-                "(see `reconcile status`).",
-                n,
-            ).format(n)
-        )
+        lines.append(_("Blocked, for a later run or a person:"))
+        lines += [f"  {explain_blocked(b, outcome.remaining)}" for b in outcome.remaining.blocked]
     return "\n".join(lines) + "\n"

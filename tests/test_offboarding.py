@@ -1,0 +1,111 @@
+"""Offboarding today, end to end through the command line (contract section 7): the world's
+clock, the cancellation guard, and what the local world refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import Runner
+from helpers import run
+from test_cli import assert_clean_failure, edit, snapshot
+
+from controller.cli import parse_duration
+
+LITWARE = "e63a6417-ee7e-4d3a-92d3-a24a3c6a1186"
+LITWARE_E3 = "93909124-e58f-4c11-8226-2c98f6f26972"
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [("8d", 192), ("36h", 36), ("2w", 336), ("1y", 8760), ("1y2d", 8808), (" 1D ", 24)],
+)
+def test_durations(text: str, hours: int) -> None:
+    assert parse_duration(text).total_seconds() == hours * 3600
+
+
+def test_a_bad_duration_is_a_usage_error_and_changes_nothing(example: Path) -> None:
+    before = snapshot(example / "state")
+    for bad in ("8", "8x", "d", "1d 2h", "1m"):
+        result = run("world", "advance", bad, cwd=example)
+        assert result.returncode == 1, result.stderr
+        assert "not a duration like 8d" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert snapshot(example / "state") == before
+
+
+def _cancellable_litware(example: Path) -> None:
+    """Litware bought its E3 yesterday (inside the window); the partner cancels in the window."""
+    edit(
+        example / "state" / "world.json",
+        '"term_end": "2027-03-01T00:00:00Z",',
+        '"term_end": "2027-11-30T00:00:00Z", "cancel_until": "2026-12-07T09:00:00Z",',
+    )
+    edit(
+        example / "specs" / "partner.yaml",
+        "  prune: managed",
+        "  offboarding: cancel_in_window\n  prune: managed",
+    )
+    (example / "specs" / "customers" / "litware.yaml").unlink()
+
+
+def test_cancellations_beyond_the_limit_are_refused_and_the_override_lifts_it(
+    example: Path,
+) -> None:
+    _cancellable_litware(example)
+    dry = run("--dry-run", "--max-cancellations", "0", cwd=example)
+    assert dry.returncode == 0
+    assert "more than --max-cancellations 0: applying it will be refused" in dry.stdout
+    before = snapshot(example / "state")
+    refused = run("--max-cancellations", "0", cwd=example)
+    assert_clean_failure(refused, before, example, "cancels 1 subscriptions, more than")
+    applied = run(
+        "--max-cancellations", "0", "--allow-mass-removal", "--output", "json", cwd=example
+    )
+    assert applied.returncode == 0, applied.stderr
+    document = json.loads(applied.stdout)
+    litware = [a["type"] for a in document["actions"] if a["customer_id"] == LITWARE]
+    assert litware == ["suspend_subscription", "cancel_subscription", "remove_relationship"]
+    world = json.loads((example / "state" / "world.json").read_text())
+    after = next(c for c in world["customers"] if c["id"] == LITWARE)
+    assert after["relationship"] == "none"
+    assert after["subscriptions"][0]["status"] == "deleted"
+
+
+def test_the_window_closes_with_the_clock(example: Path, reconcile: Runner) -> None:
+    _cancellable_litware(example)
+    assert reconcile("world", "advance", "7d").returncode == 0  # 2026-12-08: closed
+    planned = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    litware = [a["type"] for a in planned["actions"] if a["customer_id"] == LITWARE]
+    assert litware == ["suspend_subscription", "set_auto_renew"]
+    [waiting] = [b for b in planned["blocked"] if b["customer_id"] == LITWARE]
+    assert (waiting["reason"], waiting["until"]) == ("awaiting_term_end", "2027-11-30")
+
+
+def test_a_renewal_gives_a_new_window_and_term(example: Path) -> None:
+    advanced = run("world", "advance", "1y", cwd=example)  # Litware's E3 renews on 2027-03-01
+    assert "Microsoft 365 E3 (Litware Inc): renewed until 2028-03-01" in advanced.stdout
+    world = json.loads((example / "state" / "world.json").read_text())
+    e3 = next(s for c in world["customers"] for s in c["subscriptions"] if s["id"] == LITWARE_E3)
+    assert e3["term_end"] == "2028-03-01T00:00:00Z"
+    assert e3["cancel_until"] == "2027-03-08T00:00:00Z"
+    assert e3["refundable_quantity"] == 40
+
+
+def test_the_world_refuses_with_the_service_code(example: Path, reconcile: Runner) -> None:
+    """A saved plan applied after the window closed: the world (or the emulator) refuses as the
+    service does, the action fails with code 900117, and the removal after it is skipped."""
+    _cancellable_litware(example)
+    assert reconcile("--dry-run", "--plan-out", "plan.json").returncode == 0
+    saved = json.loads((example / "plan.json").read_text())
+    # The tenant itself is unchanged, only the clock moved: the saved plan is still accepted.
+    assert reconcile("world", "advance", "7d").returncode == 0
+    applied = reconcile("--plan", "plan.json", "--output", "json")
+    assert applied.returncode == 1
+    results = {r["id"]: r for r in json.loads(applied.stdout)["results"]}
+    by_type = {a["type"]: a for a in saved["actions"] if a["customer_id"] == LITWARE}
+    cancel = results[by_type["cancel_subscription"]["id"]]
+    assert cancel["status"] == "failed"
+    assert "cancellation window" in cancel["error"] and "900117" in cancel["error"]
+    assert results[by_type["remove_relationship"]["id"]]["status"] == "skipped"
