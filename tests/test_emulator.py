@@ -266,16 +266,20 @@ def test_cancel_and_auto_renewal_through_the_emulator_follow_the_rules(tmp_path:
     stop, env = start_emulator(state, Knobs(token=TOKEN))
     try:
         provider = loopback_client(env)
-        provider.set_auto_renew(gid(1), gid(12), False)
+        with pytest.raises(PermanentProviderError) as alone:
+            provider.set_auto_renew(gid(1), gid(12), False)  # an add-on follows its base
+        provider.set_auto_renew(gid(1), gid(11), False)  # the base: its add-on with it
+        after_renewal = read_world(state / "world.json").customers[0].subscriptions_by_id
         provider.reactivate_subscription(gid(1), gid(13))  # auto-renewal left as it was
         provider.cancel_subscription(gid(1), gid(11))  # inside its window
         with pytest.raises(PermanentProviderError) as caught:
             provider.cancel_subscription(gid(1), gid(13))  # past it
     finally:
         stop()
+    assert alone.value.code == "addon_follows_base"
+    assert after_renewal[gid(12)].auto_renew is False
     subscriptions = read_world(state / "world.json").customers[0].subscriptions_by_id
-    assert subscriptions[gid(12)].auto_renew is False
-    assert subscriptions[gid(11)].status == "deleted"
+    assert subscriptions[gid(11)].status == subscriptions[gid(12)].status == "deleted"
     assert subscriptions[gid(13)].auto_renew is None and "HTTP 400" in str(caught.value)
 
 
