@@ -545,7 +545,12 @@ def _plan_listed(builder: _PlanBuilder, diff: CustomerDiff, *, awaiting: bool) -
             Unmanaged(customer_id=customer_id, subscription_id=subscription_id)
         )
     if diff.changes:  # most customers match: no need to look at each subscription
-        for spec in diff.desired.subscriptions:
+        observed = diff.current.subscriptions_by_id  # type: ignore[union-attr]
+        # Add-ons last: their changes are ordered around their base's.
+        for spec in sorted(
+            diff.desired.subscriptions,
+            key=lambda s: s.id in observed and observed[s.id].parent_id is not None,
+        ):
             _plan_subscription(builder, diff, spec)
 
 
@@ -609,7 +614,12 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: Subscrip
         return
     now = builder.now
     reason_status = _("status in specs is {}").format(status.after if status else current.status)
-    if quantity is not None and status is None and current.status == "suspended":
+    # An add-on suspended with its base comes back with it: its quantity can change after.
+    with_base: list[_Key] = []
+    if current.parent_id is not None and current.suspended_by != "microsoft":
+        base_back = ("reactivate_subscription", customer_id, current.parent_id)
+        with_base = [base_back] if base_back in builder.drafts else []
+    if quantity is not None and status is None and current.status == "suspended" and not with_base:
         builder.warnings.append(
             _(
                 "customer {}: subscription {} is suspended in the specs; its quantity "
@@ -650,16 +660,16 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: Subscrip
                 "update_quantity", customer_id, subscription_id, "quantity_decrease_not_refundable"
             )
         else:
-            steps.append(
-                builder.add(
-                    "update_quantity",
-                    diff,
-                    subscription_id,
-                    change=(quantity.before, quantity.after),
-                    reason=reason_quantity,
-                    after=steps[-1:],
-                )
+            update = builder.add(
+                "update_quantity",
+                diff,
+                subscription_id,
+                change=(quantity.before, quantity.after),
+                reason=reason_quantity,
+                after=steps[-1:] or with_base,
             )
+            steps.append(update)
+            _before_base_ends(builder, customer_id, current, update)
     if renewal is not None:
         builder.add(
             "set_auto_renew",
@@ -682,6 +692,19 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: Subscrip
             reason=reason_status,
             after=steps[-1:],
         )
+
+
+def _before_base_ends(
+    builder: _PlanBuilder, customer_id: str, addon: Subscription, update: _Key
+) -> None:
+    """An add-on's quantity changes before its base is suspended or cancelled (which ends the
+    add-on with it)."""
+    if addon.parent_id is None:
+        return
+    for kind in ("suspend_subscription", "cancel_subscription"):
+        base = builder.drafts.get((kind, customer_id, addon.parent_id))
+        if base is not None:
+            base.after = (*base.after, update)
 
 
 def _reactivation_blocker(subscription: Subscription) -> str:

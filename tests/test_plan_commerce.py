@@ -248,6 +248,14 @@ ROWS = {
         world(customer(1, nce(11), nce(12, parent=11))),
         warnings=["is an add-on of"],
     ),
+    "specs: an add-on's quantity changes before its base is suspended (it ends with it)": Row(
+        desired(want(1, want_sub(11, "suspended"), want_sub(12, quantity=2))),
+        world(customer(1, sub(11), sub(12).model_copy(update={"parent_id": gid(11)}))),
+        actions=[
+            ("a1", "update_quantity", 1, 12, []),
+            ("a2", "suspend_subscription", 1, 11, ["a1"]),
+        ],
+    ),
     "specs: a kind that differs from Partner Center's changes nothing": Row(
         desired(want(1, want_nce(11, "cancelled"))),
         world(customer(1, sub(11))),
