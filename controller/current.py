@@ -74,14 +74,14 @@ class Subscription(_Frozen):
     term_end: UtcDatetime | None = None
     cancel_until: UtcDatetime | None = None
     auto_renew: bool | None = None
-    refundable_quantity: int | None = Field(default=None, ge=0)
+    refundable_quantity: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
     # Who suspended it (suspensionReasons), and when, where known (legacy: 90 days to reactivate).
     suspended_by: SuspendedBy | None = None
     suspended_at: UtcDatetime | None = None
     # An add-on's base subscription: add-ons follow their base and are never changed alone.
     parent_id: Guid | None = None
     # Azure plan: its Azure subscriptions (entitlements) that are active.
-    azure_subscriptions_active: int = Field(default=0, ge=0)
+    azure_subscriptions_active: int = Field(default=0, ge=0, le=MAX_QUANTITY)
 
 
 class Customer(_Frozen):
@@ -92,7 +92,7 @@ class Customer(_Frozen):
     subscriptions: tuple[Subscription, ...] = ()
     # Open reserved-instance orders, Azure savings plans and reservations: commitments that
     # block removing the relationship and that only Azure support can end.
-    azure_reservations_open: int = Field(default=0, ge=0)
+    azure_reservations_open: int = Field(default=0, ge=0, le=MAX_QUANTITY)
 
     @cached_property
     def subscriptions_by_id(self) -> dict[str, Subscription]:

@@ -350,6 +350,19 @@ def test_a_hand_edited_world_with_a_huge_quantity_is_one_line(example: Path) -> 
     assert "1000000" in line
 
 
+def test_a_hand_edited_world_with_a_huge_refundable_quantity_is_one_line(example: Path) -> None:
+    """Every count of the world is bounded like the quantity, not only the quantity."""
+    world = example / "state" / "world.json"
+    text = world.read_text()
+    assert '"refundable_quantity": 0' in text
+    huge = '"refundable_quantity": ' + "9" * 30
+    world.write_text(text.replace('"refundable_quantity": 0', huge, 1))
+    result = run("--dry-run", cwd=example)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "refundable_quantity" in line and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "text",
     [
