@@ -260,6 +260,7 @@ class Emulator:
         self.knobs = knobs or Knobs()
         self._random = random.Random(self.knobs.seed)
         self._random_lock = threading.Lock()
+        self._draws: dict[str, int] = {}  # fault, method and target -> draws made so far
         self._answered: dict[str, Reply] = {}  # MS-RequestId of a change -> its reply
         # Slow changes accepted with 202: (customer, subscription) -> [reads left, quantity].
         self._in_progress: dict[tuple[str, str], list[int]] = {}
@@ -285,9 +286,16 @@ class Emulator:
                 self._clock_stamp = stamp
             return self._world_now or datetime.now(UTC)
 
-    def _draw(self) -> float:
+    def _draw(self, fault: str, method: str, target: str) -> float:
+        """A fault's draw for this request. With a seed it depends only on the request and how
+        many times it was drawn before, not on the order concurrent requests arrive in, so a
+        seeded run meets the same faults every time."""
         with self._random_lock:
-            return self._random.random()
+            if self.knobs.seed is None:
+                return self._random.random()
+            key = f"{fault} {method} {target}"
+            seen = self._draws[key] = self._draws.get(key, 0) + 1
+            return random.Random(f"{self.knobs.seed} {key} {seen}").random()
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: Any) -> Reply:
         if self.knobs.latency:
@@ -296,9 +304,9 @@ class Emulator:
         expected = f"Bearer {self.knobs.token}" if self.knobs.token else None
         if not authorization.startswith("Bearer ") or (expected and authorization != expected):
             return _error(401, 401, "Unauthorized")
-        if self._draw() < self.knobs.throttle:
+        if self._draw("throttle", method, target) < self.knobs.throttle:
             return _throttled(self.knobs.retry_after)
-        if self._draw() < self.knobs.server_errors:
+        if self._draw("error", method, target) < self.knobs.server_errors:
             return _error(503, 503, "Service unavailable")
         request_id = headers.get("ms-requestid", "")
         if method == "PATCH" and request_id in self._answered:
@@ -306,7 +314,7 @@ class Emulator:
         reply = self._route(method, target, headers, body)
         if method == "PATCH" and request_id and reply[0] < 300:
             self._answered[request_id] = reply
-            if self._draw() < self.knobs.lost_responses:
+            if self._draw("lost", method, target) < self.knobs.lost_responses:
                 return _error(504, 504, "Gateway timeout")
         return reply
 

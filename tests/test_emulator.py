@@ -110,6 +110,25 @@ def test_the_client_converges_through_throttling_server_errors_and_lost_response
             assert all(s.status != "active" for s in customer.subscriptions)
 
 
+def test_a_seeded_emulator_meets_the_same_faults_in_any_order_of_requests(example: Path) -> None:
+    """Concurrent requests arrive in any order; a seeded run must still be reproducible."""
+    knobs = Knobs(throttle=0.3, server_errors=0.3, seed=3, token=TOKEN)
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    targets = [f"/v1/customers?size={n}" for n in range(1, 13)] * 3
+
+    def statuses(order: list[str]) -> dict[tuple[str, int], int]:
+        emulator, seen = Emulator(example / "state", knobs), dict[str, int]()
+        answers = {}
+        for target in order:
+            seen[target] = seen.get(target, 0) + 1
+            answers[(target, seen[target])] = emulator.handle("GET", target, headers, None)[0]
+        return answers
+
+    forward = statuses(targets)
+    assert statuses(list(reversed(targets))) == forward
+    assert {429, 503, 200} <= set(forward.values())
+
+
 def test_secrets_never_appear_in_output_or_state(example: Path) -> None:
     stop, env = start_emulator(example / "state", Knobs(token="another-token"))  # so 401s happen
     try:
