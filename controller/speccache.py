@@ -124,7 +124,7 @@ class SpecCache:
         spec = entry.get("spec")
         if not isinstance(spec, dict):
             return None
-        self._new[name] = orjson.Fragment(orjson.dumps(entry))
+        self._new[name] = entry  # as it was: serialized again only if the cache is written
         return spec
 
     def put(self, name: str, digest: str, spec_json: str) -> None:
