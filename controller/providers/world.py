@@ -54,14 +54,20 @@ class WorldProvider:
 
     def _act(self, change: Callable[[CurrentState], CurrentState]) -> None:
         """An action of the provider: a refusal with the service's own code says the code, as
-        Partner Center's errors do (the emulator answers with the code in its body instead)."""
+        Partner Center's errors do (the emulator answers with the code in its body instead),
+        explained as the Partner Center client explains it, so that a person reads the same
+        sentence whichever provider refused."""
         try:
             self.change(change)
         except PermanentProviderError as exc:
             if exc.code and exc.code.isdigit():
-                raise PermanentProviderError(
-                    f"{exc} (Partner Center error {exc.code})", code=exc.code
-                ) from exc
+                # Imported here: the local world needs the client's module only when refused.
+                from .pcapi import EXPLAINED_CODES
+
+                detail = f"{exc} (Partner Center error {exc.code})"
+                explained = EXPLAINED_CODES.get(exc.code)
+                message = f"{explained} [{detail}]" if explained else detail
+                raise PermanentProviderError(message, code=exc.code) from exc
             raise
 
     def advance(self, by: timedelta) -> tuple[CurrentState, CurrentState]:
