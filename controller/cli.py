@@ -234,6 +234,27 @@ def _provider_option(function: Any) -> Any:
         "Partner Center's documented limit, with --provider partner-center; no limit locally."
     ),
 )
+@click.option(
+    "--refresh",
+    type=click.Choice(["auto", "full", "none"]),
+    default="auto",
+    show_default=True,
+    help=_(
+        "Partner Center: which customers' subscriptions a plan reads afresh. auto: those it "
+        "needs (changed specs, removals, pending, new, older than --max-age), the rest from the "
+        "observation cache; full: every customer; none: no request, the cache alone."
+    ),
+)
+@click.option(
+    "--max-age",
+    default="24h",
+    show_default=True,
+    metavar="DURATION",
+    help=_(
+        "With --refresh auto: cached observations older than this (36h, 2d) are read again, "
+        "the oldest first, a bounded number per run."
+    ),
+)
 @_lock_timeout_option
 @click.option("--yes", "-y", is_flag=True, help=_("Apply without asking, even on a terminal."))
 @click.option("--watch", is_flag=True, help=_("Keep running: reconcile on spec changes."))
@@ -359,6 +380,8 @@ def _run(
     parallelism: int,
     lock_timeout: float,
     rate_limit: float | None,
+    refresh: str,
+    max_age: str,
     yes: bool,
     watch: bool,
     interval: float,
@@ -389,6 +412,8 @@ def _run(
         parallelism=parallelism,
         lock_timeout=lock_timeout,
         rate_limit=rate_limit,
+        refresh=refresh,  # type: ignore[arg-type]  # one of click's choices
+        max_age=_max_age(max_age),
         targets=_targets(only, exclude),
         state_url=state_url,
         partner=partner,
@@ -410,6 +435,14 @@ def _run(
     if dry_run:
         return _dry_run(desired, options, output, detailed_exitcode, plan_out, fail_on_warnings)
     return _apply(desired, options, output, plan_file, yes, fail_on_warnings)
+
+
+def _max_age(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except click.BadParameter as exc:
+        exc.param_hint = "--max-age"
+        raise
 
 
 def _customer_ids(values: tuple[str, ...], option: str) -> frozenset[str]:

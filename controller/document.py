@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .current import iso_utc
 from .errors import StateError, validation_problem
 from .i18n import _
 from .plan import Action, ActionType, Blocked, Plan, Unmanaged
@@ -39,6 +40,8 @@ class PlanDocument(BaseModel):
     unmanaged: tuple[Unmanaged, ...] = ()
     warnings: tuple[str, ...] = ()
     results: tuple[ActionResult, ...] | None = None
+    # Partner Center plans: how fresh the observation was (an additive field, see README).
+    observation: dict[str, Any] | None = None
 
 
 def to_document(plan: Plan, results: Sequence[ActionResult] | None = None) -> dict[str, Any]:
@@ -53,6 +56,14 @@ def to_document(plan: Plan, results: Sequence[ActionResult] | None = None) -> di
         "unmanaged": [u.model_dump(mode="json") for u in plan.unmanaged],
         "warnings": list(plan.warnings),
     }
+    if plan.freshness is not None:
+        seen = plan.freshness
+        document["observation"] = {
+            "oldest": iso_utc(seen.oldest),
+            "age_seconds": seen.age_seconds,
+            "from_cache": seen.from_cache,
+            "read": seen.read,
+        }
     if results is not None:
         document["results"] = [r.model_dump(mode="json") for r in results]
     return document

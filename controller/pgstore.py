@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -30,6 +31,11 @@ import psycopg
 from .errors import LockError, StateError
 from .i18n import _
 from .records import PendingRequest, Records, utc_now
+
+if TYPE_CHECKING:
+    from .observation import Observations, Observed
+
+log = logging.getLogger("reconcile")
 
 JOURNAL_MAX_ROWS = 500_000  # older entries are dropped when an apply starts (like the rotation)
 MIGRATIONS: tuple[str, ...] = (
@@ -84,6 +90,16 @@ MIGRATIONS: tuple[str, ...] = (
         partner text NOT NULL,
         customer_id text NOT NULL,
         offboarding text NOT NULL,
+        PRIMARY KEY (partner, customer_id)
+    );
+    """,
+    # 4: the observation cache: each customer's last observed state (NULL: listed, never read)
+    """
+    CREATE TABLE reconcile_observation (
+        partner text NOT NULL,
+        customer_id text NOT NULL,
+        observed_at timestamptz,
+        entry jsonb,
         PRIMARY KEY (partner, customer_id)
     );
     """,
@@ -373,6 +389,68 @@ class PostgresStore:
                 ) as copy:
                     for customer_id, value in new:
                         copy.write_row((self.partner, customer_id, json.dumps(value)))
+
+        self._do(write)
+
+    # --- the observation cache -------------------------------------------------------------
+
+    def load_observations(self, partner: str) -> Observations:
+        """This tenant's observation cache (its rows; ``partner`` is the store's own). Rows that
+        are not observations are ignored, with one warning, and rewritten by this run."""
+        from pydantic import ValidationError
+
+        from .observation import load_entries
+
+        rows = self._do(
+            lambda conn: conn.execute(
+                "SELECT customer_id, entry FROM reconcile_observation WHERE partner = %s",
+                (self.partner,),
+            ).fetchall()
+        )
+        try:
+            return load_entries(dict(rows))
+        except ValidationError:
+            log.warning(
+                _("%s: observation cache ignored (damaged rows); this run reads afresh"), self.where
+            )
+            return {}
+
+    def save_observations(
+        self, partner: str, observations: Mapping[str, Observed | None], fresh: frozenset[str]
+    ) -> None:
+        """Write the customers read now (and those newly listed), and forget those no longer
+        listed, in one transaction; a row is never replaced by an older observation."""
+        from .observation import dump_entry
+
+        def write(conn: psycopg.Connection[Any]) -> None:
+            stored = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT customer_id FROM reconcile_observation WHERE partner = %s",
+                    (self.partner,),
+                ).fetchall()
+            }
+            gone = sorted(stored - observations.keys())
+            if gone:
+                conn.execute(
+                    "DELETE FROM reconcile_observation "
+                    "WHERE partner = %s AND customer_id = ANY(%s)",
+                    (self.partner, gone),
+                )
+            rows = [
+                (self.partner, c, o.observed_at if o else None, dump_entry(o))
+                for c, o in observations.items()
+                if c in fresh or c not in stored
+            ]
+            if rows:
+                conn.cursor().executemany(
+                    "INSERT INTO reconcile_observation (partner, customer_id, observed_at, entry) "
+                    "VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (partner, customer_id) "
+                    "DO UPDATE SET observed_at = excluded.observed_at, entry = excluded.entry "
+                    "WHERE reconcile_observation.observed_at IS NULL "
+                    "OR excluded.observed_at >= reconcile_observation.observed_at",
+                    rows,
+                )
 
         self._do(write)
 

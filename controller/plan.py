@@ -99,6 +99,18 @@ class Unmanaged(_Value):
 
 
 @dataclass(frozen=True)
+class Freshness:
+    """How fresh the observation a Partner Center plan was made from is: its oldest customer
+    observation (the service's clock), how old that was when planning, and how many customers
+    came from the observation cache rather than read now."""
+
+    oldest: datetime
+    age_seconds: int
+    from_cache: int
+    read: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """An ordered DAG of actions, and what was left out of it."""
 
@@ -111,6 +123,8 @@ class Plan:
     # What was observed: "partner_center" (the service or its emulator) or "local_world"; only
     # for wording ("Partner Center matches the specs" is said of Partner Center only).
     source: str = field(default="partner_center", compare=False)
+    # How fresh the observation was (Partner Center only; None for the local world).
+    freshness: Freshness | None = field(default=None, compare=False)
 
     @property
     def has_changes(self) -> bool:

@@ -3,11 +3,13 @@ observe again and re-plan. Shared by the command line and, later, the watch loop
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +18,18 @@ from .document import ActionResult
 from .drift import attribute_drift, settled_snapshot, spec_snapshot
 from .errors import PlanError, ProviderError, StalePlanError, StateError
 from .i18n import _, english_plural
+from .observation import (
+    DEFAULT_MAX_AGE,
+    FULL,
+    Observation,
+    ObservePolicy,
+    Refresh,
+    plan_needs,
+)
 from .perf import paused_gc
 from .plan import (
     Action,
+    Freshness,
     Plan,
     check_cancellation_limit,
     check_not_empty,
@@ -39,6 +50,7 @@ if TYPE_CHECKING:
     from .importer import ImportPlan
 
 EVERYONE = Targets()
+log = logging.getLogger("reconcile")
 PARTNER_CENTER_RATE_LIMIT = 500.0  # requests per minute per tenant, as Partner Center documents
 
 
@@ -54,6 +66,9 @@ class Options:
     parallelism: int = 8
     lock_timeout: float = 0.0
     rate_limit: float | None = None  # requests per minute; 0: no limit; None: the provider's
+    # How much of a Partner Center tenant a plan reads afresh (see ``observation``).
+    refresh: Refresh = "auto"
+    max_age: timedelta = DEFAULT_MAX_AGE
 
     @property
     def requests_per_minute(self) -> float:
@@ -144,20 +159,67 @@ def opened(store: RecordStore) -> Iterator[RecordStore]:
             close()
 
 
+def policy_of(options: Options) -> ObservePolicy:
+    return ObservePolicy(refresh=options.refresh, max_age=options.max_age)
+
+
 def make_plan(
-    desired: Desired, provider: Provider, store: RecordStore, targets: Targets = EVERYONE
+    desired: Desired,
+    provider: Provider,
+    store: RecordStore,
+    targets: Targets = EVERYONE,
+    policy: ObservePolicy = FULL,
 ) -> Plan:
-    """Observe and plan (the targeted part), with the partner check; reads only."""
+    """Observe (as much as ``policy`` asks) and plan the targeted part, with the partner check;
+    changes nothing but the observation cache."""
     with paused_gc():
-        current = provider.observe()
+        current, freshness = observe(provider, store, desired, policy, check=True)
         records, warnings = load_records(store, desired, current)
-        check_partner(desired, current, records)
         made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
         check_mistyped_ids(desired, current, made, line=customer_line)
         if warnings:
             made = replace(made, warnings=(*made.warnings, *warnings))
         made = target(leave_out_unobserved(made, current.unobserved), targets)
-        return replace(made, source=observed_source(provider))
+        return replace(made, source=observed_source(provider), freshness=freshness)
+
+
+def observe(
+    provider: Provider,
+    store: RecordStore,
+    desired: Desired,
+    policy: ObservePolicy,
+    *,
+    also: frozenset[str] = frozenset(),
+    check: bool = False,
+) -> tuple[CurrentState, Freshness | None]:
+    """The current state: from a provider that keeps an observation cache (Partner Center),
+    the customers ``policy`` asks for (and ``also``) read now and the rest from the cache, which
+    is then updated; from any other (the local world, a file read), all of it. With ``check``,
+    the partner check comes before anything is cached."""
+    incremental = getattr(provider, "observe_with", None)
+    if incremental is None:
+        current = provider.observe()
+        if check:
+            check_partner(desired, current, store.load())
+        return current, None
+    partner = provider.settings.tenant_id  # type: ignore[attr-defined]
+    records = store.load()
+    cached = store.load_observations(partner) if policy.refresh != "full" else {}
+    needs = plan_needs(desired, records, store.load_applied(), also)
+    observed: Observation = incremental(cached, needs, policy)
+    current = observed.current
+    if check:
+        check_partner(desired, current, records)
+    if policy.refresh != "none":
+        try:
+            store.save_observations(partner, observed.observations, observed.fresh)
+        except StateError as exc:  # a cache not written costs time, never correctness
+            log.warning(_("observation cache not written: %s"), exc)
+    freshness = None
+    if observed.oldest is not None and current.now is not None:
+        age = max(0, int((current.now - observed.oldest).total_seconds()))
+        freshness = Freshness(observed.oldest, age, observed.from_cache, len(observed.fresh))
+    return current, freshness
 
 
 def observed_source(provider: Provider) -> str:
@@ -188,7 +250,7 @@ def dry_run(desired: Desired, options: Options) -> Plan:
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     provider = open_provider(options)
     with opened(open_store(options, desired)) as store:
-        result = make_plan(desired, provider, store, options.targets)
+        result = make_plan(desired, provider, store, options.targets, policy_of(options))
     if result.removals > options.max_removals and not options.allow_mass_removal:
         warning = english_plural(
             "this plan removes {} relationship, more than --max-removals {}: "
@@ -223,7 +285,8 @@ def apply(
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     provider = open_provider(options)
     with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
-        fresh = make_plan(desired, provider, store, options.targets)
+        policy = policy_of(options)
+        fresh = make_plan(desired, provider, store, options.targets, policy)
         chosen = _choose(fresh, saved_plan and target(saved_plan, options.targets))
         check_removal_limit(
             chosen,
@@ -249,7 +312,10 @@ def apply(
         )
         results = executor.run(chosen) if chosen.has_changes else ()
         problems = [executor.journal_error] if executor.journal_error else []
-        after = provider.observe()
+        # Afterwards: what the actions touched is read again (and cached), whatever --refresh.
+        touched = frozenset(a.customer_id for a in chosen.actions)
+        again = policy if policy.refresh == "full" else replace(policy, refresh="auto")
+        after, _freshness = observe(provider, store, desired, again, also=touched)
         remaining = _record_and_replan(desired, after, store, options.targets, problems)
         return Outcome(chosen, results, replace(remaining, source=chosen.source), tuple(problems))
 
@@ -264,7 +330,7 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
                 "(fingerprint {} now, {} in the plan); make a new plan"
             ).format(fresh.fingerprint[:12], saved.fingerprint[:12])
         )
-    return replace(saved, names=fresh.names, source=fresh.source)
+    return replace(saved, names=fresh.names, source=fresh.source, freshness=fresh.freshness)
 
 
 def _record_and_replan(

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -34,6 +34,9 @@ from .fsutil import DurableLog, atomic_write, directory_lock, readable_json
 from .i18n import _, ngettext
 from .ids import CustomerId, Guid
 from .spec import Desired, Offboarding
+
+if TYPE_CHECKING:
+    from .observation import Observations, Observed
 
 JOURNAL_MAX_BYTES = 16 * 1024 * 1024
 _APPLIED = TypeAdapter(dict[str, dict[str, str]])
@@ -163,6 +166,16 @@ class RecordStore(Protocol):
 
     def lock(self, *, timeout: float) -> Any: ...
 
+    def load_observations(self, partner: str) -> Observations:
+        """The observation cache of ``partner`` (see ``observation``); empty when there is none."""
+        ...
+
+    def save_observations(
+        self, partner: str, observations: Mapping[str, Observed | None], fresh: frozenset[str]
+    ) -> None:
+        """Keep ``observations`` as the cache; ``fresh``: the customers read now."""
+        ...
+
 
 @contextmanager
 def _writing(path: Path) -> Iterator[None]:
@@ -286,6 +299,20 @@ class FileStore:
     def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None:
         _replace_if_changed(self.applied_path, json.dumps(snapshot, indent=1, sort_keys=True))
 
+    def load_observations(self, partner: str) -> Observations:
+        """The observation cache: in the user's cache directory, never in ``state/`` (see
+        ``observation``)."""
+        from .observation import ObservationFile
+
+        return ObservationFile(self.state_dir, partner, os.environ).load()
+
+    def save_observations(
+        self, partner: str, observations: Mapping[str, Observed | None], fresh: frozenset[str]
+    ) -> None:
+        from .observation import ObservationFile
+
+        ObservationFile(self.state_dir, partner, os.environ).save(observations)
+
     @contextmanager
     def lock(self, *, timeout: float) -> Iterator[None]:
         """Hold the state directory's apply lock, or raise LockError naming its holder."""
@@ -343,6 +370,7 @@ class MemoryStore:
         self.records = records or Records()
         self.journal: list[dict[str, Any]] = []
         self.applied: dict[str, dict[str, str]] = {}
+        self.observations: dict[str, Observations] = {}
         self._lock = threading.Lock()
 
     def load(self) -> Records:
@@ -365,6 +393,14 @@ class MemoryStore:
 
     def read_journal(self) -> list[dict[str, Any]]:
         return list(self.journal)
+
+    def load_observations(self, partner: str) -> Observations:
+        return dict(self.observations.get(partner, {}))
+
+    def save_observations(
+        self, partner: str, observations: Mapping[str, Observed | None], fresh: frozenset[str]
+    ) -> None:
+        self.observations[partner] = dict(observations)
 
     @contextmanager
     def lock(self, *, timeout: float) -> Iterator[None]:

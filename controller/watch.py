@@ -2,7 +2,8 @@
 
 A pass re-reads everything (specs, current state, records) and plans afresh; it never relies on
 which file changed. Passes run when the specs change (a burst of edits is debounced into one),
-every ``interval`` seconds regardless (drift made in the portal, accepted invitations), and
+every ``interval`` seconds regardless (drift made in the portal, accepted invitations: these
+resyncs read the whole Partner Center tenant, the spec-change passes what they need), and
 sooner after a failed pass, with backoff. Passes never overlap: changes made during one cause
 exactly one more after it. A stop request lets the actions in flight finish, then ends the loop.
 """
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,8 +118,8 @@ class Watcher:
                 next_due = 0.0  # a pass as soon as this replica leads
                 continue
             if dirty or time.monotonic() >= next_due:
-                dirty = False
-                result = self.run_pass()
+                resync, dirty = not dirty, False  # a pass on the timer, not on a spec change
+                result = self.run_pass(resync=resync)
                 next_due = time.monotonic() + self._delay_after(result)
 
     def _leading(self) -> bool:
@@ -146,13 +147,14 @@ class Watcher:
         self._failures += 1
         return min(self.settings.interval, FIRST_BACKOFF * 2 ** (self._failures - 1))
 
-    def run_pass(self) -> PassResult:
+    def run_pass(self, *, resync: bool = False) -> PassResult:
         """One pass: load, plan, and (unless dry-run) apply; reports any error and never raises
-        one (but KeyboardInterrupt and SystemExit)."""
+        one (but KeyboardInterrupt and SystemExit). A ``resync`` (the periodic pass) reads the
+        whole tenant (``--refresh full``) unless ``--refresh none`` was asked."""
         self.passes += 1
         started = time.monotonic()
         try:
-            result = self._pass()
+            result = self._pass(self._options(resync))
         except ReconcileError as exc:  # reported; the loop goes on and tries again
             result = self._failed(str(exc))
         except OSError as exc:  # a state or spec file the pass could not read or write
@@ -177,16 +179,22 @@ class Watcher:
         self.emit(self.render_error(message))
         return PassResult(ok=False, error=message)
 
-    def _pass(self) -> PassResult:
+    def _options(self, resync: bool) -> Options:
+        options = self.settings.options
+        if resync and options.refresh == "auto":
+            return replace(options, refresh="full")
+        return options
+
+    def _pass(self, options: Options) -> PassResult:
         specs_dir = self.settings.specs_dir
         desired = load_specs(specs_dir, cache=spec_cache_path(specs_dir))
         if self.settings.dry_run:
-            plan = dry_run(desired, self.settings.options)
+            plan = dry_run(desired, options)
             metrics.record_plan(plan)
             if plan.has_changes or self.emit_idle:
                 self.emit(self.render_plan(plan))
             return PassResult(ok=True, blocked=len(plan.blocked), left=len(plan.actions))
-        outcome = self._apply(desired)
+        outcome = self._apply(desired, options)
         metrics.record_outcome(outcome)
         if outcome.plan.has_changes or outcome.remaining.has_changes or self.emit_idle:
             self.emit(self.render_outcome(outcome))
@@ -201,7 +209,7 @@ class Watcher:
             left=len(outcome.remaining.actions),
         )
 
-    def _apply(self, desired: Desired) -> Outcome:
+    def _apply(self, desired: Desired, options: Options) -> Outcome:
         """Apply as a one-off apply does: show the plan, then a progress line per action."""
         from .progress import Progress, make_progress
 
@@ -216,7 +224,7 @@ class Watcher:
         try:
             outcome = apply(
                 desired,
-                self.settings.options,
+                options,
                 confirm=start,
                 on_result=lambda action, result: progress[0].advance(action, result),
                 stop=self._pass_stop(),

@@ -176,11 +176,11 @@ def test_watch_reports_an_unexpected_error_of_one_pass_and_carries_on(example: P
     real_pass = watcher._pass
     failures = iter([RuntimeError("a bug"), PermissionError(13, "Permission denied", "x")])
 
-    def flaky() -> PassResult:
+    def flaky(options: Options) -> PassResult:
         failure = next(failures, None)
         if failure is not None:
             raise failure
-        return real_pass()
+        return real_pass(options)
 
     watcher._pass = flaky  # type: ignore[method-assign]
     first, second, third = watcher.run_pass(), watcher.run_pass(), watcher.run_pass()

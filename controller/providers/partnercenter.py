@@ -30,10 +30,20 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from ..current import CurrentState, Customer, Subscription
+from ..current import CurrentState, Customer, Subscription, iso_utc
 from ..errors import PermanentProviderError, ProviderError, validation_problem
 from ..i18n import _
 from ..ids import normalize_guid
+from ..observation import (
+    FULL,
+    Needs,
+    Observation,
+    Observed,
+    ObservePolicy,
+    from_cache_alone,
+    listing_digest,
+    to_read,
+)
 from ..ratelimit import RateLimiter
 from ..retry import RetryPolicy
 from .auth import TokenSource, token_source
@@ -158,6 +168,9 @@ class PartnerCenterProvider:
         self._polling = polling or Polling()
         self._sleep = sleep
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}  # as last read, with etag
+        self._etags: dict[str, dict[str, str]] = {}  # customer -> subscription -> etag
+        # Subscriptions a plan saw from the observation cache (and when it observed them).
+        self._assumed: dict[tuple[str, str], tuple[Subscription, datetime | None]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -205,10 +218,10 @@ class PartnerCenterProvider:
             seen.add(where)
             page = self._read(uri, headers=headers)
 
-    def _observe_customer(self, raw: Mapping[str, Any]) -> Customer:
+    def _observe_customer(self, raw: Mapping[str, Any], *, fully: bool = False) -> Customer:
         """One customer: its subscriptions when it is a reseller customer, and, only where they
-        matter (customers with Azure), its Azure plan's active subscriptions and its open
-        reserved instances."""
+        matter (customers with Azure, or read ``fully``: about to be removed), its Azure plan's
+        active subscriptions and its open reserved instances."""
         customer_id = normalize_guid(raw["id"])
         if relationship_of(raw) != "reseller":
             return parse_customer(raw)  # advisor, syndication, none: never read or changed
@@ -219,16 +232,25 @@ class PartnerCenterProvider:
             if exc.code == NO_RELATIONSHIP:  # it ended the relationship from its side
                 return parse_customer(raw, refused=True)
             raise
+        etags = {}
         with self._lock:
             for item in raw_items:
-                self._resources[(customer_id, normalize_guid(item["id"]))] = item
+                subscription_id = normalize_guid(item["id"])
+                self._resources[(customer_id, subscription_id)] = item
+                self._assumed.pop((customer_id, subscription_id), None)
+                etag = (item.get("attributes") or {}).get("etag")
+                if etag:
+                    etags[subscription_id] = str(etag)
+            self._etags[customer_id] = etags
         subscriptions = tuple(
             self._with_entitlements(base, parse_subscription(item), item)
             for item in raw_items
             if not is_azure_commitment(item)
         )
         reservations = open_commitments(raw_items)
-        if any(_uses_azure(item) for item in raw_items):
+        # A reserved instance can be bought on a customer with no Azure subscription left: a
+        # customer about to be removed is asked whatever its subscriptions are.
+        if fully or any(_uses_azure(item) for item in raw_items):
             reservations += open_reserved_instances(self._items(f"{base}/entitlements"))
         return parse_customer(raw, subscriptions, reservations_open=reservations)
 
@@ -244,9 +266,11 @@ class PartnerCenterProvider:
         active = active_azure_subscriptions(entitlements)
         return subscription.model_copy(update={"azure_subscriptions_active": active})
 
-    def _observe_or_fail(self, raw: Mapping[str, Any]) -> Customer | ProviderError:
+    def _observe_or_fail(
+        self, raw: Mapping[str, Any], *, fully: bool = False
+    ) -> Customer | ProviderError:
         try:
-            return self._observe_customer(raw)
+            return self._observe_customer(raw, fully=fully)
         except ProviderError as exc:
             if getattr(exc, "code", None) in EVERYONES_FAILURE:
                 raise
@@ -255,28 +279,73 @@ class PartnerCenterProvider:
             return _bad_response(exc)
 
     def observe(self) -> CurrentState:
+        """Every customer, read now."""
+        return self.observe_with({}, Needs(), FULL).current
+
+    def observe_with(
+        self, cached: Mapping[str, Observed | None], needs: Needs, policy: ObservePolicy
+    ) -> Observation:
+        """The customer list, then the subscriptions of the customers ``policy`` and ``needs``
+        ask for (``observation.to_read``); the others as ``cached`` has them, and remembered as
+        such, so that a change to one of them is refused unless it is still as cached."""
+        if policy.refresh == "none":
+            result = from_cache_alone(self.settings.tenant_id, dict(cached), datetime.now(UTC))
+            self._assume(result.current.customers, cached)
+            return result
         try:
             raw_customers = self._items(f"/v1/customers?size={PAGE_SIZE}")
             ids = [normalize_guid(raw["id"]) for raw in raw_customers]
+            listed = {i: listing_digest(raw) for i, raw in zip(ids, raw_customers, strict=True)}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _bad_response(exc) from exc
+        listed_at = self._session.service_time() or datetime.now(UTC)
+        resellers = {
+            i: listed[i]
+            for i, raw in zip(ids, raw_customers, strict=True)
+            if relationship_of(raw) == "reseller"
+        }
+        read = to_read(resellers, cached, needs, listed_at, policy)
+
+        def one(item: tuple[str, Mapping[str, Any]]) -> Customer | ProviderError | Observed:
+            customer_id, raw = item
+            entry = cached.get(customer_id)
+            if customer_id in resellers and customer_id not in read and entry is not None:
+                return entry
+            return self._observe_or_fail(raw, fully=customer_id in needs.fully)
+
         with ThreadPoolExecutor(max_workers=self._parallelism) as pool:
-            outcomes = list(pool.map(self._observe_or_fail, raw_customers))
+            outcomes = list(pool.map(one, zip(ids, raw_customers, strict=True)))
         failures = {i: o for i, o in zip(ids, outcomes, strict=True) if isinstance(o, Exception)}
-        tried = sum(relationship_of(raw) == "reseller" for raw in raw_customers)
+        tried = sum(1 for i in resellers if i in read or cached.get(i) is None)
         if failures and len(failures) == tried:  # nobody could be read: the run's failure
             raise next(iter(failures.values()))
-        customers = tuple(
-            o if isinstance(o, Customer) else parse_customer(raw)
-            for raw, o in zip(raw_customers, outcomes, strict=True)
-        )
+        now = self._session.service_time() or datetime.now(UTC)
+        observations: dict[str, Observed | None] = {}
+        customers = []
+        for customer_id, raw, outcome in zip(ids, raw_customers, outcomes, strict=True):
+            if isinstance(outcome, Observed):
+                customers.append(outcome.customer)
+                observations[customer_id] = outcome
+            elif isinstance(outcome, Customer):
+                customers.append(outcome)
+                observations[customer_id] = Observed.model_construct(
+                    customer=outcome,
+                    observed_at=now,
+                    listed=listed[customer_id],
+                    etags=self._etags.get(customer_id, {}),
+                )
+            else:  # could not be read: its last observation (if any) stays the cache's
+                customers.append(parse_customer(raw))
+                observations[customer_id] = cached.get(customer_id)
+        from_cache = [o for o in outcomes if isinstance(o, Observed)]
+        self._assume(tuple(o.customer for o in from_cache), cached)
         try:
-            return CurrentState(
+            current = CurrentState(
                 partner={"id": self.settings.tenant_id, "name": ""},
-                customers=customers,
+                customers=tuple(customers),
                 # The service's clock (its answers' Date) decides its windows: the emulator's is
                 # the world's own; the wall clock only when no answer said.
-                now=self._session.service_time() or datetime.now(UTC),
+                now=now,
                 unobserved={i: str(e) for i, e in failures.items()},
             )
         except ValidationError as exc:  # e.g. a customer listed twice: neither may win
@@ -284,6 +353,23 @@ class PartnerCenterProvider:
                 _("unexpected response from Partner Center: {}").format(validation_problem(exc)),
                 code="bad_response",
             ) from exc
+        oldest = min((o.observed_at for o in from_cache), default=now if resellers else None)
+        fresh = frozenset(i for i, o in zip(ids, outcomes, strict=True) if isinstance(o, Customer))
+        return Observation(current, observations, fresh, oldest, len(from_cache))
+
+    def _assume(
+        self, customers: tuple[Customer, ...], cached: Mapping[str, Observed | None]
+    ) -> None:
+        """Remember the subscriptions a plan saw from the cache, not read now: a change to one
+        reads it first and is refused unless it is still as cached."""
+        with self._lock:
+            for customer in customers:
+                entry = cached.get(customer.id)
+                when = entry.observed_at if entry is not None else None
+                for subscription in customer.subscriptions:
+                    key = (customer.id, subscription.id)
+                    self._resources.pop(key, None)
+                    self._assumed[key] = (subscription, when)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -298,9 +384,13 @@ class PartnerCenterProvider:
         path = self._subscription_path(*key)
         with self._lock:
             resource = self._resources.get(key)
+            assumed = self._assumed.get(key) if resource is None else None
         for attempt in (1, 2):
             if resource is None or attempt == 2:
                 resource = self._read(path)
+                if assumed is not None:
+                    _check_as_cached(path, resource, *assumed)
+                    assumed = None
             etag = (resource.get("attributes") or {}).get("etag")
             headers = {"If-Match": str(etag)} if etag else {}
             try:
@@ -314,6 +404,7 @@ class PartnerCenterProvider:
             updated = self._settled(path, answer, change)
             with self._lock:
                 self._resources[key] = updated
+                self._assumed.pop(key, None)
             return
 
     def _settled(self, path: str, answer: Answer, change: Mapping[str, Any]) -> dict[str, Any]:
@@ -399,6 +490,30 @@ def _uses_azure(raw: Mapping[str, Any]) -> bool:
     item = camel_keys(raw)
     offer = str(item.get("offerId") or "").upper()
     return commerce_of(item)[0] == "azure_plan" or offer.startswith("MS-AZR-")
+
+
+# What of a subscription the plan decided on; the Azure plan's active subscriptions come from
+# another read, and the moment of a suspension is not in the resource.
+_NOT_COMPARED = {"azure_subscriptions_active", "suspended_at"}
+
+
+def _check_as_cached(
+    path: str, resource: Mapping[str, Any], assumed: Subscription, observed_at: datetime | None
+) -> None:
+    """Refuse a change to a subscription that, read now, is not as the observation cache (from
+    which the plan was made) said: the plan may be wrong about it; the next plan reads it."""
+    try:
+        now = parse_subscription(resource).model_dump(exclude=_NOT_COMPARED)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad_response(exc) from exc
+    if now != assumed.model_dump(exclude=_NOT_COMPARED):
+        raise PermanentProviderError(
+            _(
+                "{}: changed since it was observed ({}, from the observation cache): not "
+                "changed; the next plan reads it afresh"
+            ).format(path, iso_utc(observed_at) or "?"),
+            code="stale_observation",
+        )
 
 
 def _shows(resource: Mapping[str, Any], change: Mapping[str, Any]) -> bool:

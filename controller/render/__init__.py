@@ -117,6 +117,33 @@ def no_changes_line(plan: Plan) -> str:
     return _("No changes. Partner Center matches the specs.")
 
 
+def age_text(seconds: int) -> str:
+    """``45 s``, ``12 min``, ``3 h 12 min``, ``2 d 3 h``."""
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return _("{} d {} h").format(days, hours % 24)
+    if hours:
+        return _("{} h {} min").format(hours, minutes % 60)
+    if minutes:
+        return _("{} min").format(minutes)
+    return _("{} s").format(seconds)
+
+
+def freshness_line(plan: Plan) -> str | None:
+    """How old the plan's oldest observation is, when some customers came from the
+    observation cache (Partner Center); None when everything was read now."""
+    seen = plan.freshness
+    if seen is None or not seen.from_cache:
+        return None
+    return ngettext(
+        "Observed: {} customer read now, {} from the observation cache; the oldest observation "
+        "is {} old (--refresh full reads every customer).",
+        "Observed: {} customers read now, {} from the observation cache; the oldest observation "
+        "is {} old (--refresh full reads every customer).",
+        seen.read,
+    ).format(seen.read, seen.from_cache, age_text(seen.age_seconds))
+
+
 @dataclass(frozen=True)
 class Outcome:
     """An apply's outcome: the plan applied, each action's result, what a fresh plan made

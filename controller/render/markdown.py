@@ -16,6 +16,7 @@ from . import (
     Outcome,
     action_title,
     explain_blocked,
+    freshness_line,
     named,
     no_changes_line,
     summary_types,
@@ -132,6 +133,8 @@ def render_plan(plan: Plan) -> str:
             [f"- {md(shown(w))}" for w in plan.warnings],
             collapse=False,
         )
+    if (observed := freshness_line(plan)) is not None:
+        lines += [f"_{md(observed)}_", ""]
     fingerprint = _("fingerprint")
     lines.append(f"<sub>{fingerprint} {_value(plan.fingerprint[:16])}</sub>")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from . import (
     Outcome,
     action_title,
     explain_blocked,
+    freshness_line,
     named,
     no_changes_line,
     subject,
@@ -125,6 +126,8 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
     if plan.warnings:
         lines += ["", _("Warnings:")]
         lines += [style(f"  ! {printable(shown(w))}", fg="yellow") for w in plan.warnings]
+    if (observed := freshness_line(plan)) is not None:
+        lines += ["", observed]
     lines += ["", style(summary_line(plan), bold=True)]
     return "\n".join(lines) + "\n"
 
