@@ -150,7 +150,8 @@ class Observation:
     observations: Observations
     fresh: frozenset[str]  # the customers read now (the others came from the cache)
     oldest: datetime | None = None  # the oldest observation the state is made of
-    from_cache: int = 0
+    from_cache: int = 0  # reseller customers taken from the cache
+    read: int = 0  # reseller customers whose subscriptions were read now
 
 
 def from_cache_alone(partner_id: str, cached: Observations, now: datetime) -> Observation:

@@ -218,7 +218,7 @@ def observe(
     freshness = None
     if observed.oldest is not None and current.now is not None:
         age = max(0, int((current.now - observed.oldest).total_seconds()))
-        freshness = Freshness(observed.oldest, age, observed.from_cache, len(observed.fresh))
+        freshness = Freshness(observed.oldest, age, observed.from_cache, observed.read)
     return current, freshness
 
 

@@ -49,9 +49,14 @@ def secrets_in(value: object) -> bool:
 def test_github_workflow_shape() -> None:
     workflow = load(GITHUB)
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
-    assert set(triggers) == {"pull_request", "push", "workflow_dispatch"}
+    assert set(triggers) == {"pull_request", "push", "workflow_dispatch", "schedule"}
     jobs = workflow["jobs"]
-    assert set(jobs) == {"validate", "plan", "apply"}
+    assert set(jobs) == {"validate", "plan", "apply", "resync"}
+    # Nightly: the whole tenant read into the observation cache; no change, no apply secrets.
+    assert jobs["resync"]["if"] == "github.event_name == 'schedule'"
+    assert "--refresh full --dry-run" in commands(jobs["resync"]["steps"])
+    assert jobs["resync"]["environment"] == "partner-center-plan"
+    assert all("schedule" not in jobs[j]["if"] for j in ("validate", "plan", "apply"))
     assert workflow["permissions"]["contents"] == "read"  # nothing is pushed back
     assert "git+https://" in workflow["env"]["RECONCILER"]  # installed from the repository
     assert not secrets_in(workflow["env"]) and not secrets_in(jobs["validate"])
@@ -82,6 +87,12 @@ def test_gitlab_pipeline_shape() -> None:
     everything = json.dumps(pipeline)
     assert "git push" not in everything and "after_script" not in everything
     assert "plan.json" in pipeline["plan"]["artifacts"]["paths"]
+    assert pipeline["resync"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    assert "--refresh full --dry-run" in " ".join(pipeline["resync"]["script"])
+    assert pipeline["apply"]["rules"][0] == {
+        "if": '$CI_PIPELINE_SOURCE == "schedule"',
+        "when": "never",
+    }
 
 
 def test_pre_commit_hook_runs_validate() -> None:
@@ -232,6 +243,30 @@ def test_github_team_flow_applies_the_reviewed_plan_and_stops_on_a_changed_one(
     quantities = {s["id"]: s["quantity"] for c in world["customers"] for s in c["subscriptions"]}
     assert quantities[CONTOSO_BASIC] == 31
     assert all(no_state_in(pipeline.root / name) for name in ("pr-1-merged", "pr-2-merged"))
+
+
+def test_nightly_resync_fills_the_observation_cache_that_pull_request_plans_read(
+    pipeline: Pipeline, pg_url: str
+) -> None:
+    import psycopg
+
+    work = pipeline.root / "main"
+    resynced = github_job("resync", work, pipeline)
+    assert resynced.returncode == 0, resynced.stderr
+    assert "partner-reconciler plan" in (work / "resync.md").read_text()
+    world = json.loads((pipeline.world / "world.json").read_text())
+    resellers = [c for c in world["customers"] if c.get("relationship", "reseller") == "reseller"]
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM reconcile_observation WHERE entry IS NOT NULL"
+        ).fetchone()
+    assert rows is not None and rows[0] >= len(resellers)
+    plan = run(
+        "--provider", "partner-center", "--dry-run", "--output", "json", cwd=work, env=pipeline.env
+    )
+    observed = json.loads(plan.stdout)["observation"]
+    assert observed["read"] + observed["from_cache"] == len(resellers)
+    assert observed["from_cache"] >= 1
 
 
 def test_github_comment_is_cut_to_the_limit_with_a_link_to_the_whole_plan(

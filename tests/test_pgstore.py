@@ -191,3 +191,31 @@ def test_journal_entries_queued_before_a_failure_are_kept(pg_url: str) -> None:
     assert PostgresStore(pg_url, PARTNER).read_journal() == [{"event": "queued"}]
     with store.lock(timeout=0):  # and the lock was released
         pass
+
+
+def test_the_observation_cache_is_a_table_per_partner_never_replaced_by_an_older_read(
+    pg_url: str,
+) -> None:
+    from datetime import timedelta
+
+    from helpers import NOW, customer, gid, sub
+
+    from controller.observation import Observed
+
+    def seen(n: int, quantity: int, hours_ago: int) -> Observed:
+        return Observed(
+            customer=customer(n, sub(n * 10, quantity=quantity)),
+            observed_at=NOW - timedelta(hours=hours_ago),
+            listed="d",
+            etags={gid(n * 10): "e"},
+        )
+
+    store, other = PostgresStore(pg_url, PARTNER), PostgresStore(pg_url, OTHER)
+    first = {gid(1): seen(1, 5, 2), gid(2): seen(2, 3, 2), gid(3): None}
+    store.save_observations(PARTNER, first, frozenset(first))
+    assert PostgresStore(pg_url, PARTNER).load_observations(PARTNER) == first
+    assert other.load_observations(OTHER) == {}
+    # A later run: 1 read again (newer), 2 offered with an older read (a slower run), 3 gone.
+    second = {gid(1): seen(1, 7, 0), gid(2): seen(2, 9, 5)}
+    store.save_observations(PARTNER, second, frozenset(second))
+    assert store.load_observations(PARTNER) == {gid(1): second[gid(1)], gid(2): first[gid(2)]}

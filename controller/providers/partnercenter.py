@@ -355,7 +355,8 @@ class PartnerCenterProvider:
             ) from exc
         oldest = min((o.observed_at for o in from_cache), default=now if resellers else None)
         fresh = frozenset(i for i, o in zip(ids, outcomes, strict=True) if isinstance(o, Customer))
-        return Observation(current, observations, fresh, oldest, len(from_cache))
+        read_now = len(fresh & resellers.keys())
+        return Observation(current, observations, fresh, oldest, len(from_cache), read_now)
 
     def _assume(
         self, customers: tuple[Customer, ...], cached: Mapping[str, Observed | None]
