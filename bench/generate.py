@@ -4,7 +4,7 @@
 
 Customers ``--remove`` (a share) are managed but left out of the specs (each becomes a removal);
 ``--drift`` of the rest differ in one subscription's quantity. ``--one-file`` writes one big spec
-file instead of one per customer."""
+file instead of one per customer, ``--per-file N`` files of N customers."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def generate(
     drift: float = 0.0,
     remove: float = 0.0,
     one_file: bool = False,
+    per_file: int = 1,
     seed: int = 1,
 ) -> None:
     rng = random.Random(seed)
@@ -89,14 +90,14 @@ def generate(
     )
     (spec_dir / "partner.yaml").write_text(yaml.safe_dump({"partner": {"id": PARTNER}}))
     if one_file:
-        (spec_dir / "customers.yaml").write_text(
-            yaml.safe_dump({"customers": specs}, sort_keys=False)
-        )
-        return
+        per_file = max(len(specs), 1)
     (spec_dir / "customers").mkdir(exist_ok=True)
-    for spec in specs:
-        path = spec_dir / "customers" / f"{spec['id']}.yaml"
-        path.write_text(yaml.safe_dump({"customers": [spec]}, sort_keys=False))
+    for start in range(0, len(specs), per_file):
+        chunk = specs[start : start + per_file]
+        name = chunk[0]["id"] if per_file == 1 else f"customers-{start // per_file:04d}"
+        (spec_dir / "customers" / f"{name}.yaml").write_text(
+            yaml.safe_dump({"customers": chunk}, sort_keys=False)
+        )
 
 
 def main() -> None:
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--drift", type=float, default=0.05)
     parser.add_argument("--remove", type=float, default=0.0)
     parser.add_argument("--one-file", action="store_true")
+    parser.add_argument("--per-file", type=int, default=1, help="customers a spec file")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     generate(
@@ -116,6 +118,7 @@ def main() -> None:
         drift=args.drift,
         remove=args.remove,
         one_file=args.one_file,
+        per_file=args.per_file,
         seed=args.seed,
     )
 

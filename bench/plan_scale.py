@@ -1,20 +1,29 @@
-"""How `reconcile --dry-run --output json` scales: whole processes, cold and warm, against a naive
-pipeline measured in the same run.
+"""How `reconcile --dry-run --output json` scales: whole processes, cold and warm, as ratios to
+PyYAML's C loader parsing the same spec files in the same run.
 
-    python bench/plan_scale.py [--sizes 1000,10000,50000] [--naive-sizes 1000,10000]
-                               [--drift 0.05] [--one-file] [--plot bench/plan_scale.png]
+    python bench/plan_scale.py [--sizes 1000,10000,50000] [--layouts files,big] [--repeat 3]
+                               [--drift 0.05] [--plot bench/plan_scale.png] [--reconcile PATH]
 
-Each size gets a generated spec and world (5 subscriptions a customer, 5% of customers differing).
-cold: no parse cache (a fresh PARTNER_RECONCILER_CACHE_DIR); warm: the specs unchanged since the
-previous run.
-naive: pure-Python YAML for both sides, pydantic, one DeepDiff over both whole documents (what a
-first implementation would do). Peak memory is each process's maximum resident set size.
-Figures are printed as seconds and as ratios to the warm run of the same size."""
+Each size gets a generated spec and world (``generate.py``: 5 subscriptions a customer, 5% of
+customers differing), in two layouts: ``files``, one file per customer, and ``big``, big files of
+at most 10,000 customers each (one file up to 10,000; a spec file may not exceed 16 MiB).
+For each, in turn and ``--repeat`` times:
+
+- ``yaml``: a Python process that reads every spec file and parses it with
+  ``yaml.load(text, Loader=yaml.CSafeLoader)`` (PyYAML's libyaml C loader), nothing else;
+- ``cold``: the dry run without a parse cache (a fresh ``PARTNER_RECONCILER_CACHE_DIR``);
+- ``warm``: the dry run again, the specs unchanged.
+
+Figures are medians of the wall times and of the peak resident set sizes, and the medians of the
+ratios cold/yaml and warm/yaml taken pair by pair in the same round (the machine's speed drifts
+between rounds). A shared machine is noisy: quote ratios, not seconds."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,25 +35,13 @@ sys.path.insert(0, str(HERE))
 from generate import generate  # noqa: E402
 
 RECONCILE = Path(sys.executable).with_name("reconcile")
+BIG_FILE_CUSTOMERS = 10_000
 
-NAIVE = """
-import json, sys, yaml
+C_LOADER = """
+import sys, yaml
 from pathlib import Path
-from deepdiff import DeepDiff
-from controller.current import CurrentState
-from controller.spec import SpecFile
-root = Path(sys.argv[1])
-def pure_yaml(path):
-    return yaml.load(path.read_text(), Loader=yaml.SafeLoader)
-docs = [pure_yaml(p) for p in sorted(root.glob("specs/**/*.yaml"))]
-specs = [SpecFile.model_validate(d or {}) for d in docs]
-world = CurrentState.model_validate(pure_yaml(root / "state/world.json"))
-desired = {c.id: {s.id: {"status": s.status, "quantity": s.quantity} for s in c.subscriptions}
-           for spec in specs for c in spec.customers}
-current = {c.id: {s.id: {"status": s.status, "quantity": s.quantity} for s in c.subscriptions}
-           for c in world.customers}
-diff = DeepDiff(current, desired)
-print(json.dumps({"changes": len(diff.get("values_changed", {}))}))
+for path in sorted(Path(sys.argv[1]).rglob("*.yaml")):
+    yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
 """
 
 
@@ -61,40 +58,63 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def run_size(
-    customers: int, drift: float, one_file: bool, naive: bool, reconcile: Path
-) -> dict[str, tuple[float, float]]:
+def run_case(
+    customers: int, layout: str, drift: float, repeat: int, reconcile: Path
+) -> dict[str, float]:
+    """The medians of one size and layout."""
+    per_file = 1 if layout == "files" else BIG_FILE_CUSTOMERS
+    python = str(reconcile.with_name("python"))  # the same installation as reconcile
+    rounds: list[dict[str, tuple[float, float]]] = []
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        generate(root, customers=customers, subscriptions=5, drift=drift, one_file=one_file)
+        generate(root, customers=customers, subscriptions=5, drift=drift, per_file=per_file)
         dry_run = [str(reconcile), "--dry-run", "--output", "json"]
-        os.environ["PARTNER_RECONCILER_CACHE_DIR"] = str(root / "cache")  # fresh: cold
-        figures = {"cold": measure(dry_run, root)}
-        figures["warm"] = measure(dry_run, root)
-        if naive:
-            python = str(reconcile.with_name("python"))  # the same installation as reconcile
-            figures["naive"] = measure([python, "-c", NAIVE, str(root)], root)
-        return figures
+        measure(dry_run, root)  # a first run, not counted: the files in the page cache
+        for n in range(repeat):
+            os.environ["PARTNER_RECONCILER_CACHE_DIR"] = str(root / f"cache{n}")  # fresh: cold
+            figures = {"yaml": measure([python, "-c", C_LOADER, str(root / "specs")], root)}
+            figures["cold"] = measure(dry_run, root)
+            figures["warm"] = measure(dry_run, root)
+            rounds.append(figures)
+    result: dict[str, float] = {}
+    for kind in ("yaml", "cold", "warm"):
+        result[f"{kind}_s"] = statistics.median(r[kind][0] for r in rounds)
+        result[f"{kind}_mb"] = statistics.median(r[kind][1] for r in rounds)
+    for kind in ("cold", "warm"):
+        result[f"{kind}_x"] = statistics.median(r[kind][0] / r["yaml"][0] for r in rounds)
+    return result
 
 
-def plot(results: dict[int, dict[str, tuple[float, float]]], path: Path) -> None:
+def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for kind, style in (("cold", "o-"), ("warm", "s-"), ("naive", "^--")):
-        points = [(n, r[kind][0]) for n, r in sorted(results.items()) if kind in r]
-        if points:
-            axes.plot(*zip(*points, strict=True), style, label=kind)
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    styles = {"yaml": "^--", "cold": "o-", "warm": "s-"}
+    labels = {
+        "yaml": "PyYAML C loader (parse only)",
+        "cold": "dry run, cold",
+        "warm": "dry run, warm",
+    }
+    layouts = {"files": "one file a customer", "big": "big files"}
+    for layout, by_size in results.items():
+        for kind, style in styles.items():
+            points = [(n, r[f"{kind}_s"]) for n, r in sorted(by_size.items())]
+            axes.plot(
+                *zip(*points, strict=True),
+                style,
+                label=f"{labels[kind]} ({layouts[layout]})",
+                alpha=1.0 if layout == "files" else 0.5,
+            )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("customers (5 subscriptions each)")
-    axes.set_ylabel("reconcile --dry-run, whole process (s)")
-    axes.set_title("Plan time against size")
+    axes.set_ylabel("whole process, median (s)")
+    axes.set_title("reconcile --dry-run against the C loader's parse")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -102,27 +122,36 @@ def plot(results: dict[int, dict[str, tuple[float, float]]], path: Path) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
-    parser.add_argument("--naive-sizes", default="1000,10000")
+    parser.add_argument("--layouts", default="files,big", help="files, big, or both")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--drift", type=float, default=0.05)
-    parser.add_argument("--one-file", action="store_true", help="one big spec file per size")
     parser.add_argument("--plot", type=Path, help="write a log-log PNG of time against size")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument(
         "--reconcile",
         type=Path,
         default=RECONCILE,
-        help="the reconcile command to measure (e.g. from a venv without the bench extras)",
+        help="the reconcile command to measure (its folder's python runs the C loader)",
     )
     args = parser.parse_args()
-    naive_sizes = {int(n) for n in args.naive_sizes.split(",") if n}
-    results = {}
-    print(f"{'customers':>9} {'kind':>5} {'wall s':>8} {'peak MB':>8} {'x warm':>7}")
-    for size in (int(n) for n in args.sizes.split(",")):
-        results[size] = run_size(
-            size, args.drift, args.one_file, size in naive_sizes, args.reconcile
-        )
-        warm = results[size]["warm"][0]
-        for kind, (wall, peak) in results[size].items():
-            print(f"{size:>9} {kind:>5} {wall:>8.2f} {peak:>8.0f} {wall / warm:>7.1f}")
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    header = (
+        f"{'customers':>9} {'layout':>6} {'yaml s':>7} {'cold s':>7} {'warm s':>7} "
+        f"{'cold/yaml':>9} {'warm/yaml':>9} {'peak MB cold/warm':>18}"
+    )
+    print(header)
+    for layout in args.layouts.split(","):
+        for size in (int(n) for n in args.sizes.split(",")):
+            r = run_case(size, layout, args.drift, args.repeat, args.reconcile)
+            results.setdefault(layout, {})[size] = r
+            print(
+                f"{size:>9} {layout:>6} {r['yaml_s']:>7.2f} {r['cold_s']:>7.2f} "
+                f"{r['warm_s']:>7.2f} {r['cold_x']:>8.2f}x {r['warm_x']:>8.2f}x "
+                f"{r['cold_mb']:>8.0f} / {r['warm_mb']:<7.0f}",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
     if args.plot:
         plot(results, args.plot)
         print(f"plot: {args.plot}")

@@ -45,6 +45,9 @@ MAX_QUANTITY = 1_000_000
 
 
 def _refuse_duplicate(ids: Iterable[str], message: str, *context: str) -> None:
+    ids = list(ids)
+    if len(set(ids)) == len(ids):  # the usual case, without a loop in Python
+        return
     seen: set[str] = set()
     for item_id in ids:
         if item_id in seen:

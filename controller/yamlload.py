@@ -189,6 +189,11 @@ def load_yaml(text: str, name: str) -> Any:
     if 2 * len(text) >= MAX_NODES and node_bound(text) > MAX_NODES:
         message = _("too many YAML nodes (the limit is {:,} a file): split it into several files")
         raise SpecError([SpecProblem(name, 1, "", message.format(MAX_NODES))])
+    from .fastyaml import DECLINED, fast_load  # here: it builds on this module's loader
+
+    fast = fast_load(text)
+    if fast is not DECLINED:
+        return fast
     try:
         return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - a safe loader
     except RefusedYAML as exc:
