@@ -16,7 +16,8 @@ For each, in turn and ``--repeat`` times:
 
 Figures are medians of the wall times and of the peak resident set sizes, and the medians of the
 ratios cold/yaml and warm/yaml taken pair by pair in the same round (the machine's speed drifts
-between rounds). A shared machine is noisy: quote ratios, not seconds."""
+between rounds), of wall time and of CPU time (user and system: on a machine shared with other
+work, wall time counts the waits for a processor too). Quote ratios, not seconds."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ for path in sorted(Path(sys.argv[1]).rglob("*.yaml")):
 """
 
 
-def measure(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak resident MB of one process."""
+def measure(command: list[str], cwd: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak resident MB and CPU seconds (user and system) of one process."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -55,7 +56,7 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float]:
         raise SystemExit(
             f"{command} failed: {process.stderr.read().decode() if process.stderr else ''}"
         )
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_case(
@@ -64,7 +65,7 @@ def run_case(
     """The medians of one size and layout."""
     per_file = 1 if layout == "files" else BIG_FILE_CUSTOMERS
     python = str(reconcile.with_name("python"))  # the same installation as reconcile
-    rounds: list[dict[str, tuple[float, float]]] = []
+    rounds: list[dict[str, tuple[float, float, float]]] = []
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         generate(root, customers=customers, subscriptions=5, drift=drift, per_file=per_file)
@@ -80,8 +81,10 @@ def run_case(
     for kind in ("yaml", "cold", "warm"):
         result[f"{kind}_s"] = statistics.median(r[kind][0] for r in rounds)
         result[f"{kind}_mb"] = statistics.median(r[kind][1] for r in rounds)
+        result[f"{kind}_cpu"] = statistics.median(r[kind][2] for r in rounds)
     for kind in ("cold", "warm"):
         result[f"{kind}_x"] = statistics.median(r[kind][0] / r["yaml"][0] for r in rounds)
+        result[f"{kind}_cpu_x"] = statistics.median(r[kind][2] / r["yaml"][2] for r in rounds)
     return result
 
 
@@ -137,7 +140,8 @@ def main() -> None:
     results: dict[str, dict[int, dict[str, float]]] = {}
     header = (
         f"{'customers':>9} {'layout':>6} {'yaml s':>7} {'cold s':>7} {'warm s':>7} "
-        f"{'cold/yaml':>9} {'warm/yaml':>9} {'peak MB cold/warm':>18}"
+        f"{'cold/yaml':>9} {'warm/yaml':>9} {'cpu: cold/yaml':>14} {'warm/yaml':>9} "
+        f"{'peak MB cold/warm':>18}"
     )
     print(header)
     for layout in args.layouts.split(","):
@@ -147,6 +151,7 @@ def main() -> None:
             print(
                 f"{size:>9} {layout:>6} {r['yaml_s']:>7.2f} {r['cold_s']:>7.2f} "
                 f"{r['warm_s']:>7.2f} {r['cold_x']:>8.2f}x {r['warm_x']:>8.2f}x "
+                f"{r['cold_cpu_x']:>13.2f}x {r['warm_cpu_x']:>8.2f}x "
                 f"{r['cold_mb']:>8.0f} / {r['warm_mb']:<7.0f}",
                 flush=True,
             )
