@@ -1065,7 +1065,7 @@ def _count_option(name: str, help_text: str) -> Any:
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help=_("Seconds added to every request."),
+    help=_("Seconds each answer takes at least (the emulator's own work included)."),
 )
 @_share_option("--throttle", _("Share of requests answered 429 with Retry-After."))
 @_share_option("--server-errors", _("Share of requests answered 503."))

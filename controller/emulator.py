@@ -26,20 +26,21 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .current import CurrentState, Customer, Subscription
 from .errors import PermanentProviderError, StateError
 from .providers import rules
-from .providers.local import LocalProvider, read_world
+from .providers.local import LocalProvider
 
 Reply = tuple[int, Any, dict[str, str]]
+Item = TypeVar("Item")
 
 _GUID = "([0-9a-fA-F-]{36})"
 _CUSTOMER = re.compile(rf"^/v1/customers/{_GUID}$")
@@ -265,26 +266,14 @@ class Emulator:
         # Slow changes accepted with 202: (customer, subscription) -> [reads left, quantity].
         self._in_progress: dict[tuple[str, str], list[int]] = {}
         self._progress_lock = threading.Lock()
-        self._clock_lock = threading.Lock()
-        self._clock_stamp: int | None = None  # the world file's mtime when its clock was read
-        self._world_now: datetime | None = None
 
     def clock(self) -> datetime:
         """The service's clock, sent as each answer's ``Date``: the world's own (``now``) when
-        it keeps one, so that the client observes the world at its time, else the wall clock.
-        The world file is read again only when it changed."""
+        it keeps one, so that the client observes the world at its time, else the wall clock."""
         try:
-            stamp = self.world.path.stat().st_mtime_ns
-        except OSError:
+            return self.world.world_clock()
+        except StateError:
             return datetime.now(UTC)
-        with self._clock_lock:
-            if stamp != self._clock_stamp:
-                try:
-                    self._world_now = read_world(self.world.path).now
-                except StateError:
-                    self._world_now = None
-                self._clock_stamp = stamp
-            return self._world_now or datetime.now(UTC)
 
     def _draw(self, fault: str, method: str, target: str) -> float:
         """A fault's draw for this request. With a seed it depends only on the request and how
@@ -298,8 +287,16 @@ class Emulator:
             return random.Random(f"{self.knobs.seed} {key} {seen}").random()
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: Any) -> Reply:
-        if self.knobs.latency:
-            time.sleep(self.knobs.latency)
+        """The answer, given ``latency`` seconds after the request at the earliest: the work
+        of answering (writing the world included) is part of that time, as the service's own is
+        part of its latency."""
+        due = time.monotonic() + self.knobs.latency
+        reply = self._answer(method, target, headers, body)
+        if (left := due - time.monotonic()) > 0:
+            time.sleep(left)
+        return reply
+
+    def _answer(self, method: str, target: str, headers: dict[str, str], body: Any) -> Reply:
         authorization = headers.get("authorization", "")
         expected = f"Bearer {self.knobs.token}" if self.knobs.token else None
         if not authorization.startswith("Bearer ") or (expected and authorization != expected):
@@ -349,14 +346,14 @@ class Emulator:
         customers = self.world.observe().customers
         asked = int(query["size"][0]) if query.get("size") else self.knobs.page_size
         size = max(1, min(asked, self.knobs.page_size))
-        items, links = _page(
-            [customer_resource(c) for c in customers],
+        page, links = _page(
+            customers,
             size,
             headers.get("ms-continuationtoken"),
             f"/customers?size={size}&seekOperation=Next",
         )
         links["self"] = {"uri": f"/customers?size={size}", "method": "GET", "headers": []}
-        return 200, _collection(items, links), {}
+        return 200, _collection([customer_resource(c) for c in page], links), {}
 
     def _related(self, customer_id: str) -> Customer:
         return rules.related_customer(self._settle(customer_id), customer_id)
@@ -389,7 +386,7 @@ class Emulator:
             headers.get("ms-continuationtoken"),
             f"/customers/{customer.id}/subscriptions?seekOperation=Next",
         )
-        return 200, _collection(items, links), {}
+        return 200, _collection(list(items), links), {}
 
     def _list_entitlements(self, customer_id: str) -> Reply:
         try:
@@ -426,8 +423,10 @@ class Emulator:
                     if progress[0] <= 0:
                         done.append((key[1], progress[1]))
                         del self._in_progress[key]
-            for subscription_id, quantity in done:
-                self.world.change(_quantity_change(customer_id, subscription_id, quantity))
+        # Outside the progress lock: a change takes the world's lock, under which a PATCH
+        # takes the progress lock.
+        for subscription_id, quantity in done:
+            self.world.change(_quantity_change(customer_id, subscription_id, quantity))
         return self.world.observe()
 
     def _patch_subscription(
@@ -486,8 +485,8 @@ def _quantity_change(
 
 
 def _page(
-    items: list[dict[str, Any]], size: int, token: str | None, next_uri: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    items: Sequence[Item], size: int, token: str | None, next_uri: str
+) -> tuple[Sequence[Item], dict[str, Any]]:
     """One page of ``items`` from the continuation token, and its links (``next`` when more)."""
     start = int(base64.b64decode(token).decode()) if token else 0
     links: dict[str, Any] = {}

@@ -37,10 +37,21 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
-def atomic_write(path: Path, text: str, *, mode: int | None = None) -> None:
+FileIdentity = tuple[int, int, int, int]
+
+
+def identity(stat: os.stat_result) -> FileIdentity:
+    """What tells one version of a file from another cheaply: device, inode, modification time
+    and size (an atomic replace gives a new inode; an edit in place a new time or size)."""
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def atomic_write(path: Path, text: str, *, mode: int | None = None) -> FileIdentity:
     """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a mix,
     even if the process is killed: temporary file, fsync, rename, fsync of the directory.
-    ``mode`` (e.g. 0o600 for a file holding tokens) is set before any byte is written."""
+    ``mode`` (e.g. 0o600 for a file holding tokens) is set before any byte is written.
+    Returns the identity of the file written (taken before the rename, so that it is this
+    write's even if someone replaces the file right after)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -49,12 +60,14 @@ def atomic_write(path: Path, text: str, *, mode: int | None = None) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+            written = identity(os.fstat(handle.fileno()))
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
     fsync_directory(path.parent)
+    return written
 
 
 def _mode_for(path: Path) -> int:

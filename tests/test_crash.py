@@ -39,7 +39,7 @@ def fresh_copy(large: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start(directory: Path, *extra: str) -> subprocess.Popen[str]:
+def start(directory: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [RECONCILE, *APPLY, *extra],
         cwd=directory,
@@ -47,6 +47,7 @@ def start(directory: Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -157,3 +158,82 @@ def test_with_a_lock_timeout_the_second_apply_waits_its_turn(large: Path, tmp_pa
     _out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     assert sum(e["event"] == "run_started" for e in journal(directory)) == 1  # nothing left to do
+
+
+# --- the world written in batches: a change is on disk before it is reported ------------------
+
+
+@pytest.fixture(scope="module")
+def quantities(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 quantity changes, one per customer (each subscription shows whether it was made)."""
+    root = tmp_path_factory.mktemp("quantities")
+    generate(root, customers=300, subscriptions=2, drift=1.0, seed=5)
+    return root
+
+
+def unwritten_but_applied(directory: Path, before: dict[str, int]) -> list[str]:
+    """Quantity changes the journal says applied that the world file does not show."""
+    world = read_world(directory / "state" / "world.json")
+    shown = {s.id: s.quantity for c in world.customers for s in c.subscriptions}
+    return [
+        e["subscription_id"]
+        for e in journal(directory)
+        if e["event"] == "action_applied" and e["type"] == "update_quantity"
+        if shown[e["subscription_id"]] != before[e["subscription_id"]] + 1
+    ]
+
+
+def start_emulator_process(directory: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    process = subprocess.Popen(
+        [RECONCILE, "emulator", "--port", "0", "--latency", "0.005"],
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    url = process.stderr.readline().split(" on ")[1].split()[0]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PARTNER_CENTER_BASE_URL": url,
+        "PARTNER_CENTER_TENANT_ID": "0e1ef465-9299-45ce-a98c-57c49bded0ce",
+        "PARTNER_CENTER_ACCESS_TOKEN": "x",
+    }
+    return process, env
+
+
+@pytest.mark.parametrize("killed", ["apply", "emulator"])
+def test_sigkill_while_the_world_is_written_in_batches_loses_no_reported_change(
+    quantities: Path, tmp_path: Path, killed: str
+) -> None:
+    """kill -9 of a local apply at parallelism 8, or of the emulator serving one: every change
+    the journal says applied is in the world file, and the next run converges."""
+    directory = fresh_copy(quantities, tmp_path)
+    world = read_world(directory / "state" / "world.json")
+    before = {s.id: s.quantity for c in world.customers for s in c.subscriptions}
+    rng = random.Random(7)
+    kills = 3 if killed == "apply" else 2
+    for _ in range(kills):
+        extra: list[str] = ["--parallelism", "8"]
+        emulator, env = None, None
+        if killed == "emulator":
+            emulator, env = start_emulator_process(directory)
+            extra = ["--provider", "partner-center", "--parallelism", "8"]
+        process = start(directory, *extra, env=env)
+        deadline = time.monotonic() + 60
+        while not any(e["event"] == "action_applied" for e in journal(directory)[-50:]):
+            if process.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
+        (emulator or process).send_signal(signal.SIGKILL)
+        if emulator is not None:
+            emulator.communicate()
+            process.send_signal(signal.SIGKILL)  # its requests now fail and are retried
+        process.communicate()
+        assert unwritten_but_applied(directory, before) == []
+    applied = {e["subscription_id"] for e in journal(directory) if e["event"] == "action_applied"}
+    assert 0 < len(applied) < 300, "the kills should land in the middle of applies"
+    final = run(*APPLY, cwd=directory)
+    assert final.returncode == 0, final.stderr
+    assert run("--dry-run", "--detailed-exitcode", cwd=directory).returncode == 0

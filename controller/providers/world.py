@@ -15,7 +15,14 @@ from . import rules
 
 
 class WorldProvider:
-    """Applies each action to the world under one lock: read, check the rules, write.
+    """Applies each action to the world under one lock: read, check the rules, keep.
+
+    Where the world is kept is the subclass's: ``load_world`` gives the current one and
+    ``keep_world`` replaces it, returning a ticket that ``await_kept`` waits on until the world
+    holding that change (and every earlier one) is durable. Every answer, a change or a read, is
+    given only once the world it was made from is durable (a refusal at once: it changed
+    nothing); the lock is held only to read and change the world, never while waiting, so a
+    world kept in a file is written in batches.
 
     Each observation and each action counts as one request against ``rate_limiter`` (none by
     default: a simulated world has no service to protect; ``--rate-limit`` simulates one)."""
@@ -30,6 +37,19 @@ class WorldProvider:
     def store_world(self, world: CurrentState) -> None:
         raise NotImplementedError
 
+    def keep_world(self, world: CurrentState) -> int:
+        """Make ``world`` the current one; returns the ticket to await. By default it is
+        stored at once (a world in memory)."""
+        self.store_world(world)
+        return 0
+
+    def kept(self) -> int:
+        """The ticket of the last world kept (what a read made now must await)."""
+        return 0
+
+    def await_kept(self, ticket: int) -> None:
+        """Return once the world of ``ticket`` is durable (at once by default)."""
+
     def clock(self) -> datetime:
         """The wall clock, for a world that keeps no clock of its own (no ``now``)."""
         return datetime.now(UTC)
@@ -39,18 +59,35 @@ class WorldProvider:
 
     def observe(self) -> CurrentState:
         self._limiter.acquire()
+        return self.current()
+
+    def current(self) -> CurrentState:
+        """The world now (at its clock or the wall clock), once it is durable; not a request."""
         with self._mutex:
-            return self._clocked(self.load_world())
+            world, ticket = self._clocked(self.load_world()), self.kept()
+        self.await_kept(ticket)
+        return world
+
+    def world_clock(self) -> datetime:
+        """The world's own clock, else the wall clock, without waiting for pending writes:
+        only ``advance`` moves it, and a clock is not an answer made from what was changed."""
+        with self._mutex:
+            return self.load_world().now or self.clock()
 
     def change(self, change: Callable[[CurrentState], CurrentState]) -> None:
-        """Replace the world by ``change(world)``, atomically with respect to other changes.
-        ``change`` sees the world's clock (or the wall clock); a world without a clock of its
-        own is stored without one."""
+        """Replace the world by ``change(world)``, atomically with respect to other changes,
+        and return once it is durable. ``change`` sees the world's clock (or the wall clock);
+        a world without a clock of its own is kept without one."""
         self._limiter.acquire()
         with self._mutex:
             world = self.load_world()
-            changed = change(self._clocked(world))
-            self.store_world(changed if world.now is not None else changed.at_no_clock())
+            before = self._clocked(world)
+            after = change(before)
+            if after is before:  # nothing changed: await the world it was read from
+                ticket = self.kept()
+            else:
+                ticket = self.keep_world(after if world.now is not None else after.at_no_clock())
+        self.await_kept(ticket)
 
     def _act(self, change: Callable[[CurrentState], CurrentState]) -> None:
         """An action of the provider: a refusal with the service's own code says the code, as
@@ -76,8 +113,9 @@ class WorldProvider:
         with self._mutex:
             before = self._clocked(self.load_world())
             after = rules.advance(before, by)
-            self.store_world(after)
-            return before, after
+            ticket = self.keep_world(after)
+        self.await_kept(ticket)
+        return before, after
 
     def suspend_subscription(self, customer_id: str, subscription_id: str) -> None:
         self._act(lambda w: rules.suspend_subscription(w, customer_id, subscription_id))
@@ -99,8 +137,7 @@ class WorldProvider:
 
     def request_relationship(self, customer_id: str) -> str:
         self._limiter.acquire()
-        with self._mutex:
-            return rules.request_relationship(self.load_world(), customer_id)
+        return rules.request_relationship(self.current(), customer_id)
 
     def accept_invitation(self, customer_id: str, name: str | None = None) -> None:
         """Simulate the customer's admin accepting the invitation (not a provider action)."""
