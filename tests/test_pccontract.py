@@ -454,6 +454,77 @@ def test_the_documented_invitation_link_is_returned_as_is() -> None:
     assert url == parsed("doc_relationship_request.json")["url"] and "&DAP=false" in url
 
 
+def test_every_other_reference_body_is_replayed_through_the_client() -> None:
+    """The bodies no other test replays: the documented customers page, a link whose
+    continuation token holds , / and =, the documented removal request, the add-on, legacy
+    Azure and savings-plan items one by one, the recorded invitation link and the recorded
+    (PascalCase) answer to a suspension."""
+    customers = client(lambda request: replay("doc_get_customers.json")).observe().customers
+    assert [(c.id, c.relationship, c.domain) for c in customers] == [
+        ("b44bb1fb-c595-45b0-9e09-d657365580bf", "reseller", "domain"),
+        ("45c44870-ef77-4fdd-b6fe-3dacb075cff2", "reseller", "domain"),
+    ]
+
+    excerpt = parsed("doc_invoice_lineitems_next_link_excerpt.json")
+    first_page = {"items": [parsed("doc_subscription_addon.json")], **excerpt}
+    items = iter([first_page, {"items": [parsed("doc_subscription_azure_legacy.json")]}])
+    asked: list[httpx.Request] = []
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json=next(items))
+
+    entitlements: list[str] = []
+
+    def reserved(request: httpx.Request) -> httpx.Response:
+        entitlements.append(request.url.path)
+        return replay("ps_GetEntitlement.json")
+
+    handler = one_customer(
+        httpx.Response(500), subscriptions=pages, lineitems=pages, entitlements=reserved
+    )
+    [customer] = client(handler).observe().customers
+    token = excerpt["links"]["next"]["headers"][0]["value"]
+    assert asked[1].headers["MS-ContinuationToken"] == token  # sent as given
+    assert asked[1].url.path == "/v1/invoices/G000773581/lineitems"
+    addon, azure = customer.subscriptions
+    assert (addon.parent_id, addon.commerce) == ("1c2b75c1-74a5-472a-a729-7f8cefc477f9", "legacy")
+    assert (azure.offer, azure.commerce, customer.azure_reservations_open) == (
+        "MS-AZR-0145P",
+        "legacy",
+        1,  # a legacy Azure offer: its reserved instances are read
+    )
+    assert entitlements == [f"/v1/customers/{CUSTOMER}/entitlements"]
+
+    savings = one_customer(
+        httpx.Response(200, json={"items": [parsed("doc_subscription_azure_savings_plan.json")]})
+    )
+    [committed] = client(savings).observe().customers
+    assert (committed.subscriptions, committed.azure_reservations_open) == ((), 2)
+
+    sent: list[httpx.Request] = []
+
+    def answers(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.url.path.endswith("relationshiprequests"):
+            return replay("ps_GetResellerRelationshipLink.json")
+        if request.method == "GET":
+            return replay("doc_subscription_azure_legacy.json")
+        if request.url.path == f"/v1/customers/{CUSTOMER}":
+            return replay("doc_remove_relationship_response.json")
+        return replay("ps_SuspendSubscription.json")  # PascalCase, as recorded
+
+    provider = client(answers)
+    link = provider.request_relationship(CUSTOMER)
+    assert link.startswith("https://portal.office.com/") and "&amp;" not in link
+    provider.suspend_subscription(CUSTOMER, "a356ac8c-e310-44f4-bf85-c7f29044af99")
+    etag = parsed("doc_subscription_azure_legacy.json")["attributes"]["etag"]
+    assert [r.method for r in sent[1:]] == ["GET", "PATCH"]  # the answer shows the change
+    assert sent[2].headers["If-Match"] == etag
+    provider.remove_relationship(CUSTOMER)
+    assert json.loads(sent[-1].content) == parsed("doc_remove_relationship_request.json")
+
+
 # --- errors: codes a person understands, ids for Microsoft support, throttling ------------------
 
 
