@@ -582,9 +582,34 @@ def _dry_run(
         except OSError as exc:
             raise ReconcileError(_("cannot write {}: {}").format(plan_out, exc.strerror)) from exc
         log.info(_("saved the plan to %s"), plan_out)
+    if plan.unobserved:
+        return _unobserved_fail(plan.unobserved)
     if fail_on_warnings and plan.warnings:
         return _warnings_fail(plan, refused_apply=False)
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
+
+
+def _unobserved_fail(unobserved: Any) -> int:
+    """Customers that could not be observed fail the run (as Terraform fails a plan whose
+    refresh failed), after the plan of the others: one line each, and how to go on without."""
+    from .untrusted import printable
+
+    for customer_id, why in unobserved.items():
+        click.echo(
+            _("error: customer {} could not be observed: {}").format(customer_id, printable(why)),
+            err=True,
+        )
+    click.echo(
+        ngettext(
+            "error: the plan leaves out {} customer that could not be observed; run again, or "
+            "leave it out with --exclude",
+            "error: the plan leaves out {} customers that could not be observed; run again, or "
+            "leave them out with --exclude",
+            len(unobserved),
+        ).format(len(unobserved)),
+        err=True,
+    )
+    return EXIT_ERROR
 
 
 class _ApplySession:
@@ -687,6 +712,8 @@ def _apply(
     click.echo(_render_outcome(outcome, output), nl=False)
     for problem in outcome.problems:
         click.echo(_("error: {}").format(printable(problem)), err=True)
+    if outcome.unobserved:
+        _unobserved_fail(outcome.unobserved)
     if session.signal is not None:
         return 128 + session.signal
     if fail_on_warnings and outcome.plan.warnings:

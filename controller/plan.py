@@ -125,6 +125,9 @@ class Plan:
     source: str = field(default="partner_center", compare=False)
     # How fresh the observation was (Partner Center only; None for the local world).
     freshness: Freshness | None = field(default=None, compare=False)
+    # Customers (id -> why) that could not be observed, so nothing is planned for them: the
+    # plan is incomplete, and a run that shows or applies it fails (targeting.py).
+    unobserved: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def has_changes(self) -> bool:

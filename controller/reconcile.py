@@ -179,7 +179,7 @@ def make_plan(
         check_mistyped_ids(desired, current, made, line=customer_line)
         if warnings:
             made = replace(made, warnings=(*made.warnings, *warnings))
-        made = target(leave_out_unobserved(made, current.unobserved), targets)
+        made = target(leave_out_unobserved(made, current.unobserved, targets), targets)
         return replace(made, source=observed_source(provider), freshness=freshness)
 
 
@@ -330,7 +330,13 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
                 "(fingerprint {} now, {} in the plan); make a new plan"
             ).format(fresh.fingerprint[:12], saved.fingerprint[:12])
         )
-    return replace(saved, names=fresh.names, source=fresh.source, freshness=fresh.freshness)
+    return replace(
+        saved,
+        names=fresh.names,
+        source=fresh.source,
+        freshness=fresh.freshness,
+        unobserved=fresh.unobserved,
+    )
 
 
 def _record_and_replan(
@@ -355,7 +361,7 @@ def _record_and_replan(
         store.save_applied(target_mapping(store.load_applied(), settled, observed))
     except StateError as exc:
         problems.append(str(exc))
-    return target(leave_out_unobserved(remaining, after.unobserved), targets)
+    return target(leave_out_unobserved(remaining, after.unobserved, targets), targets)
 
 
 def check_observed(current: CurrentState, customer_ids: set[str]) -> None:

@@ -86,17 +86,24 @@ def target_mapping(
     return dict(sorted(merged.items()))
 
 
-def leave_out_unobserved(plan: Plan, unobserved: Mapping[str, str] | None) -> Plan:
-    """Drop every item of the customers that could not be observed, with a warning each: a
-    customer whose subscriptions are unknown must never look like one that has none (which
-    could plan its removal or a re-purchase). Pure; dependencies never cross customers."""
+def leave_out_unobserved(
+    plan: Plan, unobserved: Mapping[str, str] | None, targets: Targets | None = None
+) -> Plan:
+    """Drop every item of the customers that could not be observed: a customer whose
+    subscriptions are unknown must never look like one that has none (which could plan its
+    removal or a re-purchase). Those the ``targets`` include are kept in ``Plan.unobserved``,
+    with a warning each: the plan is incomplete, as Terraform's plan whose refresh failed, and
+    the run fails; leaving them out with --exclude makes it whole again. Pure; dependencies
+    never cross customers."""
     if not unobserved:
         return plan
+    wanted = targets or Targets()
+    missing = {c: why for c, why in sorted(unobserved.items()) if wanted.includes(c)}
     warnings = [
         _("customer {} could not be observed, so nothing is planned for it: {}").format(
             customer_id, why
         )
-        for customer_id, why in sorted(unobserved.items())
+        for customer_id, why in missing.items()
     ]
     return replace(
         plan,
@@ -104,4 +111,5 @@ def leave_out_unobserved(plan: Plan, unobserved: Mapping[str, str] | None) -> Pl
         blocked=tuple(b for b in plan.blocked if b.customer_id not in unobserved),
         unmanaged=tuple(u for u in plan.unmanaged if u.customer_id not in unobserved),
         warnings=(*plan.warnings, *warnings),
+        unobserved=missing,
     )

@@ -313,3 +313,58 @@ def test_terms_renew_or_expire_and_a_renewal_opens_a_new_cancellation_window(
     assert "Converged: a fresh plan has no changes." in applied.stdout
     assert [in_world(example, 1, n)["status"] for n in (41, 44)] == ["deleted", "deleted"]
     assert in_world(example, 1, 43)["auto_renew"] is False
+
+
+CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
+FABRIKAM = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
+
+
+def test_a_customer_that_could_not_be_observed_fails_the_run_unless_left_out(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through Partner Center, one customer's unexpected error leaves it out of the plan; the
+    plan of the others is shown (and applied), and the run exits 1, as Terraform fails a plan
+    whose refresh failed; --exclude leaves the customer out knowingly."""
+    from conftest import TOKEN, start_emulator
+    from helpers import run
+
+    from controller.emulator import Emulator, Knobs
+
+    served = Emulator._list_subscriptions
+
+    def failing(self: Emulator, customer_id: str, *args: Any) -> Any:
+        if customer_id == CONTOSO:
+            return 400, {"code": 800003, "description": "Unexpected error"}, {}
+        return served(self, customer_id, *args)
+
+    monkeypatch.setattr(Emulator, "_list_subscriptions", failing)
+    stop, env = start_emulator(example / "state", Knobs(token=TOKEN))
+
+    def reconcile(*args: str) -> Any:
+        return run("--provider", "partner-center", *args, cwd=example, env=env)
+
+    try:
+        planned = reconcile("--dry-run", "--detailed-exitcode")
+        partial = reconcile("--dry-run", "--detailed-exitcode", "--exclude", CONTOSO)
+        before = json.loads((example / "state" / "world.json").read_text())
+        applied = reconcile("--yes")
+    finally:
+        stop()
+    assert planned.returncode == 1, planned.stderr
+    assert "remove relationship Fabrikam Inc" in planned.stdout  # the others' plan
+    assert f"customer {CONTOSO} could not be observed, so nothing is planned" in planned.stdout
+    errors = planned.stderr.splitlines()
+    assert errors[0].startswith(f"error: customer {CONTOSO} could not be observed: ")
+    assert "800003" in errors[0] and "Traceback" not in planned.stderr
+    assert "leaves out 1 customer that could not be observed" in errors[1]
+    assert partial.returncode == 2, partial.stderr  # changes, nothing left unobserved
+    assert "could not be observed" not in partial.stdout + partial.stderr
+
+    assert applied.returncode == 1, applied.stderr
+    assert f"error: customer {CONTOSO} could not be observed" in applied.stderr
+    world_after = {
+        c["id"]: c for c in json.loads((example / "state" / "world.json").read_text())["customers"]
+    }
+    assert world_after[FABRIKAM]["relationship"] == "none"  # the others were applied
+    contoso_before = next(c for c in before["customers"] if c["id"] == CONTOSO)
+    assert world_after[CONTOSO] == contoso_before  # nothing done for Contoso

@@ -160,11 +160,18 @@ class Outcome:
         return sum(r.status == status for r in self.results)
 
     @property
+    def unobserved(self) -> dict[str, str]:
+        """Customers that could not be observed before or after the apply: nothing was done
+        for them, or what was done could not be seen."""
+        return {**self.plan.unobserved, **self.remaining.unobserved}
+
+    @property
     def succeeded(self) -> bool:
         return (
             self.count("applied") == len(self.results)
             and not self.remaining.has_changes
             and not self.problems
+            and not self.unobserved
         )
 
 
