@@ -409,6 +409,41 @@ def test_a_change_that_never_shows_is_pending_not_applied() -> None:
     assert "202" in str(caught.value) and "quantity 4" in str(caught.value)
 
 
+def located_quantity(location: str, *, shows: bool) -> tuple[Handler, list[str]]:
+    """A quantity change answered 202 with ``location``: read there, it shows the subscription
+    (the new quantity from the second read on) when ``shows``, else an operation's status."""
+    reads: list[str] = []
+    resource = {**parsed("doc_subscription_nce_active_patch_response.json")}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            return httpx.Response(202, headers={"Location": location})
+        reads.append(f"{request.url.host}{request.url.path}")
+        if request.url.path.endswith("/operations/7"):
+            if not shows:
+                return httpx.Response(200, json={"id": "7", "status": "inProgress"})
+            return httpx.Response(200, json={**resource, "quantity": 4 if len(reads) > 2 else 1})
+        return httpx.Response(200, json={**resource, "quantity": 4})
+
+    return handler, reads
+
+
+def test_a_202_is_polled_at_its_location_kept_under_the_api_root() -> None:
+    operation = f"/customers/{CUSTOMER}/subscriptions/{NCE_ITEM}/operations/7"
+    handler, reads = located_quantity(f"https://elsewhere.example{operation}", shows=True)
+    client(handler).update_quantity(CUSTOMER, NCE_ITEM, 4)
+    at = f"pc.test/v1{operation}"
+    assert reads == [f"pc.test/v1/customers/{CUSTOMER}/subscriptions/{NCE_ITEM}", at, at]
+
+
+def test_a_location_that_is_not_the_subscription_falls_back_to_reading_it() -> None:
+    operation = f"/customers/{CUSTOMER}/subscriptions/{NCE_ITEM}/operations/7"
+    handler, reads = located_quantity(operation, shows=False)
+    client(handler).update_quantity(CUSTOMER, NCE_ITEM, 4)
+    subscription = f"pc.test/v1/customers/{CUSTOMER}/subscriptions/{NCE_ITEM}"
+    assert reads == [subscription, f"pc.test/v1{operation}", subscription]
+
+
 def removal(answer: httpx.Response, after: httpx.Response) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         return answer if request.method == "PATCH" else after

@@ -417,12 +417,17 @@ class PartnerCenterProvider:
         if answer.status != 202:
             return self._read(path)  # a 200 without the resource: trust, but keep it fresh
         interval = _retry_after(answer) or self._polling.interval
+        # The answer's Location says where to look; always under the API root (api_path keeps
+        # only its path), so the bearer token never goes to another host.
+        location = answer.headers.get("Location")
+        polled = api_path(location) if location else path
         started = time.monotonic()
         for _attempt in range(self._polling.attempts):
             if time.monotonic() - started + interval > self._polling.max_wait:
                 break
             self._sleep(interval)
-            resource = self._read(path)
+            resource, located = self._poll(polled, path)
+            polled = polled if located else path  # a Location that is not it: not asked again
             if _shows(resource, change):
                 return dict(resource)
         raise PermanentProviderError(
@@ -432,6 +437,23 @@ class PartnerCenterProvider:
             ).format(path, _describe(change), time.monotonic() - started),
             code="pending",
         )
+
+    def _poll(self, polled: str, path: str) -> tuple[Mapping[str, Any], bool]:
+        """The subscription as ``polled`` (the 202's Location) shows it, or, when that is not
+        the subscription (an operation's status, a link that cannot be read), the subscription
+        itself read again; and whether the Location gave it."""
+        if polled != path:
+            try:
+                shown = self._read(polled)
+            except PermanentProviderError:
+                shown = None
+            subscription_id = path.rsplit("/", 1)[-1]
+            if isinstance(shown, Mapping) and (
+                str(camel_keys(dict(shown)).get("id", "")).lower() == subscription_id
+            ):
+                return shown, True
+        resource: Mapping[str, Any] = self._read(path)
+        return resource, polled == path
 
     def suspend_subscription(self, customer_id: str, subscription_id: str) -> None:
         self._patch_subscription(customer_id, subscription_id, status="suspended")
