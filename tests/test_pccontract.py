@@ -159,6 +159,27 @@ def test_every_status_is_read_and_only_a_partner_suspension_may_be_undone() -> N
     assert current.customers[0].subscriptions[3].suspended_by == "microsoft"
 
 
+@pytest.mark.parametrize(
+    ("reasons", "by"),
+    [
+        (["CustomerCancellation"], "partner"),
+        (["customercancellation"], "partner"),
+        (["CreditCheck"], "microsoft"),
+        (["Fraud"], "microsoft"),
+        (["CustomerCancellation", "CreditCheck"], "microsoft"),  # Microsoft's too: not undone
+        (["SomethingNew"], "microsoft"),  # the list is not documented: the safe side
+        ([], None),
+    ],
+)
+def test_who_suspended_follows_the_reasons_the_safe_side_for_any_unknown(
+    reasons: list[str], by: str | None
+) -> None:
+    from controller.providers.pcresources import parse_subscription
+
+    item = {"id": NCE_ITEM, "status": "suspended", "suspensionReasons": reasons}
+    assert parse_subscription(item).suspended_by == by
+
+
 def test_the_azure_plan_counts_its_active_azure_subscriptions() -> None:
     plan = {
         "id": "11111111-2222-4333-8444-555555555555",

@@ -21,8 +21,17 @@ from .pcapi import camel_keys
 
 KNOWN_STATUSES = {"active", "suspended", "deleted", "expired", "pending", "disabled"}
 RELATIONSHIPS = {"reseller", "advisor", "syndication"}  # anything else is none
-# The suspension reasons of a partner's own suspension; any other reason is Microsoft's (fraud,
-# non-payment, a credit check...) and the controller never reactivates such a subscription.
+# Who suspended a subscription, from its ``suspensionReasons``. Microsoft documents the field only
+# as "Read-only. If the subscription was suspended, indicates why." (an array of strings: the
+# Subscription resource, learn.microsoft.com/partner-center/developer/subscription-resources;
+# the .NET SDK's Subscription.SuspensionReasons is an IEnumerable<string>, no enumeration): it
+# publishes no list of values. The one value known to come from the partner's own suspension is
+# "CustomerCancellation" (recorded in Microsoft's Partner Center PowerShell session records, see
+# tests/recordings/today/ps_GetCustomerSubscription.json). So a suspension counts as the
+# partner's only when every reason is one of those; any other reason (fraud, a credit check,
+# non-payment, one Microsoft adds later) is taken for Microsoft's, and the controller never
+# reactivates it: the safe side of an undocumented list. No reason at all: unknown (None), and
+# the service decides whether it may be reactivated.
 PARTNER_SUSPENSION_REASONS = {"customercancellation"}
 ENDED_ENTITLEMENT_STATUSES = {"cancelled", "canceled", "expired", "refunded", "failed"}
 ENDED_STATUSES = {"deleted", "expired"}
