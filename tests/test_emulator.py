@@ -372,3 +372,51 @@ def test_bodies_start_with_the_byte_order_mark_and_responses_do_not_wait_for_nag
             server.server_close()
         assert content.startswith(b"\xef\xbb\xbf") is bom
     assert nodelay == [1, 1]
+
+
+def test_the_emulator_answers_section_7_refusals_with_the_service_codes(tmp_path: Path) -> None:
+    """Over HTTP, with the service's status and body: an Azure plan with active Azure
+    subscriptions is not suspended (403, 900115, the documented description); a new-commerce
+    decrease beyond the refundable seats (400, 800090); a suspended subscription's quantity
+    (400, 800091); and through the client, each becomes a sentence a person can act on."""
+    import pytest
+    from helpers import gid
+
+    from controller.errors import PermanentProviderError
+
+    state = nce_world(tmp_path)
+    emulator = Emulator(state)
+    plan = f"/v1/customers/{gid(1)}/subscriptions/{gid(14)}"
+    _, resource, _ = emulator.handle("GET", plan, AUTH, None)
+    headers = {**AUTH, "if-match": resource["attributes"]["etag"]}
+    status, body, _ = emulator.handle("PATCH", plan, headers, {**resource, "status": "suspended"})
+    assert (status, body["code"], body["source"]) == (403, 900115, "PartnerFD")
+    assert body["description"].startswith("Azure plan can't be moved to suspended state")
+    window = f"/v1/customers/{gid(1)}/subscriptions/{gid(11)}"
+    _, resource, _ = emulator.handle("GET", window, AUTH, None)
+    status, body, _ = emulator.handle("PATCH", window, AUTH, {**resource, "quantity": 2})
+    assert (status, body["code"]) == (400, 800090)  # 3 fewer, 2 refundable
+    stop, env = start_emulator(state, Knobs(token=TOKEN))
+    refusals = {}
+    try:
+        provider = loopback_client(env)
+        for name, call in {
+            "900115": lambda: provider.suspend_subscription(gid(1), gid(14)),
+            "800090": lambda: provider.update_quantity(gid(1), gid(11), 2),
+            "800091": lambda: provider.update_quantity(gid(1), gid(13), 3),
+        }.items():
+            with pytest.raises(PermanentProviderError) as caught:
+                call()
+            refusals[name] = caught.value
+    finally:
+        stop()
+    assert {name: error.code for name, error in refusals.items()} == {
+        "900115": "900115",
+        "800090": "800090",
+        "800091": "800091",
+    }
+    assert "disable or cancel them in the Azure portal first" in str(refusals["900115"])
+    assert "by no more than its refundable quantity" in str(refusals["800090"])
+    assert "reactivate it first" in str(refusals["800091"])
+    unchanged = read_world(state / "world.json").customers[0].subscriptions_by_id
+    assert (unchanged[gid(14)].status, unchanged[gid(11)].quantity) == ("active", 5)

@@ -169,12 +169,17 @@ def test_reactivation_only_where_the_service_allows_it_and_never_what_microsoft_
             nce(23, "suspended", suspended_by="partner"),  # before its term end
             suspended(sub(24), "microsoft"),
             nce(25, "suspended", suspended_by="microsoft"),
+            nce(26, "suspended", suspended_by="partner", term_end=NOW - DAY),  # term ended
+            azure_plan(27, active=1),
         ),
         customer(2, relationship="advisor"),
         customer(3, relationship="syndication"),
         specs=[
             listed(
-                1, *(spec(n) for n in (21, 22, 24)), *(spec(n, commerce="nce") for n in (23, 25))
+                1,
+                *(spec(n) for n in (21, 22, 24)),
+                *(spec(n, commerce="nce") for n in (23, 25, 26)),
+                spec(27, commerce="azure_plan", status="suspended"),
             ),
             listed(2),
             listed(3),
@@ -196,6 +201,8 @@ def test_reactivation_only_where_the_service_allows_it_and_never_what_microsoft_
         *over,
         ("reactivate_subscription", 24, "suspended_by_microsoft", None),
         ("reactivate_subscription", 25, "suspended_by_microsoft", None),
+        ("reactivate_subscription", 26, "term_ended", None),
+        ("suspend_subscription", 27, "azure_subscriptions_active", None),  # 900115 otherwise
     ]
     # Advisor and syndication customers: reported, never sent a reseller request.
     assert not [a for a in planned["actions"] if a["type"] == "request_relationship"]
@@ -203,14 +210,24 @@ def test_reactivation_only_where_the_service_allows_it_and_never_what_microsoft_
     assert "advisor relationship" in warnings and "syndication relationship" in warnings
     assert "the controller sends it no request" in warnings
     assert text.count("resolve it with Microsoft support") == 2
+    assert "its term has ended, so it can no longer be reactivated" in text
+    assert "waits for the active Azure subscriptions under" in text
 
     applied = reconcile("--output", "json")
     assert applied.returncode == (1 if on_pc(reconcile) else 0), applied.stderr
     if on_pc(reconcile):
         error = results(applied, planned)[22]["error"]
         assert "800096" in error and "90 days" in error
-    statuses = [in_world(example, 1, n)["status"] for n in (21, 22, 23, 24, 25)]
-    assert statuses == ["active", "suspended", "active", "suspended", "suspended"]
+    statuses = [in_world(example, 1, n)["status"] for n in range(21, 28)]
+    assert statuses == [
+        "active",
+        "suspended",
+        "active",
+        "suspended",
+        "suspended",
+        "suspended",
+        "active",
+    ]
     assert [in_world(example, n)["relationship"] for n in (2, 3)] == ["advisor", "syndication"]
 
 
