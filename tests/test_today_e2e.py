@@ -379,6 +379,8 @@ def test_a_customer_that_could_not_be_observed_fails_the_run_unless_left_out(
 
     assert applied.returncode == 1, applied.stderr
     assert f"error: customer {CONTOSO} could not be observed" in applied.stderr
+    assert "Not converged: 1 customer could not be observed" in applied.stdout
+    assert "Converged" not in applied.stdout.replace("Not converged", "")
     world_after = {
         c["id"]: c for c in json.loads((example / "state" / "world.json").read_text())["customers"]
     }

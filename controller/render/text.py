@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import click
 
 from ..document import ActionResult
-from ..i18n import _, shown
+from ..i18n import _, ngettext, shown
 from ..plan import Action, ActionType, Plan
 from ..untrusted import printable
 from . import (
@@ -162,6 +162,15 @@ def render_outcome(outcome: Outcome, *, colour: bool = False) -> str:
         lines += [
             action_line(a, outcome.remaining, style, alone=True) for a in outcome.remaining.actions
         ]
+    elif outcome.unobserved:  # nothing to do for what was seen; the rest was not seen
+        n = len(outcome.unobserved)
+        lines.append(
+            ngettext(
+                "Not converged: {} customer could not be observed (see the errors).",
+                "Not converged: {} customers could not be observed (see the errors).",
+                n,
+            ).format(n)
+        )
     else:
         lines.append(_("Converged: a fresh plan has no changes."))
     if outcome.remaining.blocked:
