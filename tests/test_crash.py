@@ -55,6 +55,32 @@ def journal(directory: Path) -> list[dict]:
     return FileStore(directory / "state").read_journal()
 
 
+def journal_lines(directory: Path) -> int:
+    path = directory / "state" / "journal.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def kill_part_way(
+    process: subprocess.Popen[str], victim: subprocess.Popen[str], directory: Path, lines: int
+) -> None:
+    """SIGKILL ``victim`` once ``process`` has started a run and journaled ``lines`` more
+    lines: a point in the run counted in its own steps, so that the kill lands part way however
+    fast or slow the machine (a delay in seconds would miss a run that is quicker)."""
+    runs_before = sum(e["event"] == "run_started" for e in journal(directory))
+    deadline = time.monotonic() + 60
+    while sum(e["event"] == "run_started" for e in journal(directory)) == runs_before:
+        if process.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    target = journal_lines(directory) + lines
+    while journal_lines(directory) < target and process.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+
+
 def check_invariants(directory: Path) -> None:
     world = read_world(directory / "state" / "world.json")  # readable, valid
     for customer in world.customers:
@@ -83,16 +109,8 @@ def test_sigkill_at_many_moments_never_breaks_an_ordering_rule_and_the_next_run_
     rng = random.Random(42)
     interrupted = 0
     for _ in range(10):
-        runs_before = sum(e["event"] == "run_started" for e in journal(directory))
         process = start(directory)
-        deadline = time.monotonic() + 60  # wait for its run to start, however slow the machine
-        while sum(e["event"] == "run_started" for e in journal(directory)) == runs_before:
-            if process.poll() is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.6))
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
+        kill_part_way(process, process, directory, rng.randint(0, 150))
         check_invariants(directory)
         runs = [e for e in journal(directory) if e["event"] == "run_started"]
         finished = [e for e in journal(directory) if e["event"] == "run_finished"]
@@ -220,17 +238,10 @@ def test_sigkill_while_the_world_is_written_in_batches_loses_no_reported_change(
             emulator, env = start_emulator_process(directory)
             extra = ["--provider", "partner-center", "--parallelism", "8"]
         process = start(directory, *extra, env=env)
-        deadline = time.monotonic() + 60
-        while not any(e["event"] == "action_applied" for e in journal(directory)[-50:]):
-            if process.poll() is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.2))
-        (emulator or process).send_signal(signal.SIGKILL)
+        kill_part_way(process, emulator or process, directory, rng.randint(0, 150))
         if emulator is not None:
-            emulator.communicate()
             process.send_signal(signal.SIGKILL)  # its requests now fail and are retried
-        process.communicate()
+            process.communicate()
         assert unwritten_but_applied(directory, before) == []
     applied = {e["subscription_id"] for e in journal(directory) if e["event"] == "action_applied"}
     assert 0 < len(applied) < 300, "the kills should land in the middle of applies"
