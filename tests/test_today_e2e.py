@@ -387,3 +387,25 @@ def test_a_customer_that_could_not_be_observed_fails_the_run_unless_left_out(
     assert world_after[FABRIKAM]["relationship"] == "none"  # the others were applied
     contoso_before = next(c for c in before["customers"] if c["id"] == CONTOSO)
     assert world_after[CONTOSO] == contoso_before  # nothing done for Contoso
+
+
+def test_a_customers_own_offboarding_is_remembered_in_the_records_until_it_leaves(
+    example: Path, reconcile: Runner
+) -> None:
+    """``offboarding: cancel_in_window`` on a customer is remembered in the records (the file
+    or PostgreSQL), so that deleting its block, which is what removes it, still cancels its
+    new-commerce subscription inside the window rather than waiting for the term end."""
+    given(
+        example,
+        customer(1, nce(51, cancel_until=NOW + 2 * DAY), nce(52, parent=51)),
+        customer(9),
+        specs=[{**listed(1), "offboarding": "cancel_in_window"}, listed(9)],
+    )
+    assert reconcile().returncode == 0  # listed, managed, its offboarding remembered
+    write_specs(example, [listed(9)])  # customer 1 leaves
+    applied = reconcile("--output", "json")
+    assert applied.returncode == 0, applied.stderr
+    document = json.loads(applied.stdout)
+    assert steps(document) == [("cancel_subscription", 51), ("remove_relationship", None)]
+    assert [in_world(example, 1, n)["status"] for n in (51, 52)] == ["deleted", "deleted"]
+    assert in_world(example, 1)["relationship"] == "none"
