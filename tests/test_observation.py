@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from controller.current import CurrentState, Subscription
 from controller.emulator import Emulator, Knobs
-from controller.errors import PlanError
+from controller.errors import PermanentProviderError, PlanError
 from controller.observation import (
     FULL,
     Needs,
@@ -506,3 +506,57 @@ def test_watch_mode_periodic_resync_reads_everything(tmp_path: Path) -> None:
     assert watcher("auto")._options(resync=True).refresh == "full"
     assert watcher("auto")._options(resync=False).refresh == "auto"
     assert watcher("none")._options(resync=True).refresh == "none"
+
+
+def test_a_stale_etag_is_sent_again_only_if_the_subscription_is_still_as_planned() -> None:
+    """Read in this run (no cache), then changed by someone else before the PATCH: the service
+    refuses the old etag (2055); read again, the change is sent again only if what the plan
+    decided on still holds (another etag alone is no reason to stop)."""
+    customer_id, subscription_id = gid(1), gid(11)
+    state = {"etag": "e1", "reasons": ["CustomerCancellation"]}
+    patches: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        resource = {
+            "id": subscription_id,
+            "offerId": "CFQ7TTC0LH18",
+            "quantity": 1,
+            "status": "suspended",
+            "suspensionReasons": state["reasons"],
+            "attributes": {"etag": state["etag"]},
+        }
+        if path == "/v1/customers":
+            item = {"id": customer_id, "relationshipToPartner": "reseller"}
+            return httpx.Response(200, json={"items": [item]})
+        if path.endswith("/subscriptions"):
+            return httpx.Response(200, json={"items": [resource]})
+        if request.method == "GET":
+            return httpx.Response(200, json=resource)
+        patches.append(request.headers.get("If-Match", ""))
+        if request.headers.get("If-Match") != state["etag"]:
+            return httpx.Response(
+                400, json={"code": 2055, "description": "Etag is no longer valid"}
+            )
+        return httpx.Response(200, json={**resource, **json.loads(request.content)})
+
+    def provider() -> PartnerCenterProvider:
+        made = PartnerCenterProvider(
+            Settings(base_url="http://127.0.0.1", tenant_id=PARTNER),
+            lambda: TOKEN,
+            transport=httpx.MockTransport(handler),
+        )
+        made.observe()
+        return made
+
+    benign = provider()
+    state["etag"] = "e2"  # changed elsewhere, but still the partner's suspension
+    benign.reactivate_subscription(customer_id, subscription_id)
+    assert patches == ["e1", "e2"]
+    patches.clear()
+    state.update(etag="e3", reasons=["CustomerCancellation"])
+    wrong = provider()
+    state.update(etag="e4", reasons=["Fraud"])  # Microsoft suspended it meanwhile
+    with pytest.raises(PermanentProviderError, match="changed since this run read it"):
+        wrong.reactivate_subscription(customer_id, subscription_id)
+    assert patches == ["e3"]  # never sent again

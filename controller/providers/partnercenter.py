@@ -379,8 +379,9 @@ class PartnerCenterProvider:
 
     def _patch_subscription(self, customer_id: str, subscription_id: str, **change: Any) -> None:
         """PATCH the full resource as last read, with ``change`` applied and its etag (if it has
-        one) in If-Match; read it afresh first if it was never read, or once if the etag went
-        stale. A 202 is awaited until the resource shows the change."""
+        one) in If-Match; read it afresh first if it was never read (or came from the
+        observation cache), or once if the etag went stale. A resource read again is changed only
+        if it is still as the plan saw it. A 202 is awaited until the resource shows the change."""
         key = (customer_id.lower(), subscription_id.lower())
         path = self._subscription_path(*key)
         with self._lock:
@@ -400,7 +401,10 @@ class PartnerCenterProvider:
                 )
             except PermanentProviderError as exc:
                 if exc.code in STALE_ETAG and attempt == 1:
-                    continue  # someone changed it since it was read: read again, new request
+                    # Someone changed it since it was read: read it again, and send the change
+                    # (a new request) only if what the plan decided on is still so.
+                    assumed = _as_read(resource)
+                    continue
                 raise
             updated = self._settled(path, answer, change)
             with self._lock:
@@ -520,23 +524,38 @@ def _uses_azure(raw: Mapping[str, Any]) -> bool:
 _NOT_COMPARED = {"azure_subscriptions_active", "suspended_at"}
 
 
+def _as_read(resource: Mapping[str, Any]) -> tuple[Subscription, None] | None:
+    """The subscription as this run read it (None if it cannot be parsed: then not compared)."""
+    try:
+        return parse_subscription(resource), None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _check_as_cached(
     path: str, resource: Mapping[str, Any], assumed: Subscription, observed_at: datetime | None
 ) -> None:
-    """Refuse a change to a subscription that, read now, is not as the observation cache (from
-    which the plan was made) said: the plan may be wrong about it; the next plan reads it."""
+    """Refuse a change to a subscription that, read now, is not as the plan saw it (in the
+    observation cache, observed at ``observed_at``, or as this run read it, None): the plan may
+    be wrong about it; the next plan reads it."""
     try:
         now = parse_subscription(resource).model_dump(exclude=_NOT_COMPARED)
     except (KeyError, TypeError, ValueError) as exc:
         raise _bad_response(exc) from exc
-    if now != assumed.model_dump(exclude=_NOT_COMPARED):
-        raise PermanentProviderError(
-            _(
-                "{}: changed since it was observed ({}, from the observation cache): not "
-                "changed; the next plan reads it afresh"
-            ).format(path, iso_utc(observed_at) or "?"),
-            code="stale_observation",
+    if now == assumed.model_dump(exclude=_NOT_COMPARED):
+        return
+    if observed_at is None:
+        message = _(
+            "{}: changed since this run read it: not changed; the next plan reads it afresh"
         )
+        raise PermanentProviderError(message.format(path), code="stale_observation")
+    raise PermanentProviderError(
+        _(
+            "{}: changed since it was observed ({}, from the observation cache): not "
+            "changed; the next plan reads it afresh"
+        ).format(path, iso_utc(observed_at)),
+        code="stale_observation",
+    )
 
 
 def _shows(resource: Mapping[str, Any], change: Mapping[str, Any]) -> bool:
