@@ -46,7 +46,7 @@ def identity(stat: os.stat_result) -> FileIdentity:
     return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
-def atomic_write(path: Path, text: str, *, mode: int | None = None) -> FileIdentity:
+def atomic_write(path: Path, text: str | bytes, *, mode: int | None = None) -> FileIdentity:
     """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a mix,
     even if the process is killed: temporary file, fsync, rename, fsync of the directory.
     ``mode`` (e.g. 0o600 for a file holding tokens) is set before any byte is written.
@@ -56,8 +56,9 @@ def atomic_write(path: Path, text: str, *, mode: int | None = None) -> FileIdent
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _mode_for(path) if mode is None else mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
             written = identity(os.fstat(handle.fileno()))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+
+from pydantic import BaseModel
 
 
 @contextmanager
@@ -19,3 +21,19 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def share_fields_sets(models: Iterable[BaseModel]) -> None:
+    """Let frozen models that were given the same fields share one ``model_fields_set``.
+
+    pydantic keeps a set of the fields given for every instance (728 bytes for seven fields: more
+    than the values themselves), and the specs and the world hold one model per customer and per
+    subscription, nearly all alike: shared, 50,000 customers take 400 MB less. Safe for frozen
+    models only, whose set pydantic never changes (a copy gets a set of its own)."""
+    last: set[str] | None = None
+    for model in models:
+        fields = model.__pydantic_fields_set__
+        if fields == last:
+            object.__setattr__(model, "__pydantic_fields_set__", last)
+        else:
+            last = fields

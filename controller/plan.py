@@ -214,12 +214,18 @@ def fingerprint(current: CurrentState, records: Records) -> str:
     # The observation time is left out: a saved plan stays valid while the tenant itself is
     # unchanged. Which customers could not be observed is not the tenant either (their own
     # state, empty, is in the document).
-    document = {
-        "partner": current.partner.model_dump(),
-        "customers": [_customer_document(c) for c in sorted(current.customers, key=_by_id)],
-        "records": records.model_dump(mode="json"),
-    }
-    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # The bytes of orjson.dumps({"customers": [...], "partner": ..., "records": ...}) with sorted
+    # keys, hashed a customer at a time rather than built whole (87 MB at 50,000 customers).
+    digest = hashlib.sha256(b'{"customers":[')
+    for n, customer in enumerate(sorted(current.customers, key=_by_id)):
+        digest.update(b"," if n else b"")
+        digest.update(orjson.dumps(_customer_document(customer), option=orjson.OPT_SORT_KEYS))
+    digest.update(b'],"partner":')
+    digest.update(orjson.dumps(current.partner.model_dump(), option=orjson.OPT_SORT_KEYS))
+    digest.update(b',"records":')
+    digest.update(orjson.dumps(records.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+    digest.update(b"}")
+    return digest.hexdigest()
 
 
 _CUSTOMER_FIELDS = tuple(f for f in Customer.model_fields if f != "subscriptions")

@@ -30,7 +30,7 @@ from .current import MAX_QUANTITY
 from .errors import SpecError, SpecProblem
 from .i18n import _, ngettext
 from .ids import CustomerId, Guid
-from .perf import paused_gc
+from .perf import paused_gc, share_fields_sets
 from .speccache import SpecCache
 from .specfiles import find_spec_files, read_spec_bytes
 from .yamlload import Path_, cut, format_field, line_of, load_yaml, locate_lines, short
@@ -356,7 +356,10 @@ def _cached(cache: SpecCache, source: _SourceFile, digest: str) -> SpecFile | No
     if raw_spec is None:
         return None
     try:
-        spec = SpecFile.model_validate(raw_spec)
+        if isinstance(raw_spec, str):
+            spec = SpecFile.model_validate_json(raw_spec)
+        else:
+            spec = SpecFile.model_validate(raw_spec)
         _check_subscription_ids(source, spec)
     except (ValidationError, SpecError):
         cache.drop(source.name)
@@ -380,7 +383,9 @@ def _merge(parsed_files: Iterator[tuple[_SourceFile, SpecFile] | SpecError]) -> 
     problems: list[SpecProblem] = []
     partner: tuple[_SourceFile, PartnerSpec] | None = None
     customers: dict[CustomerId, CustomerSpec] = {}
-    origins: dict[CustomerId, tuple[_SourceFile, int]] = {}
+    # Each customer's file name and index, not the file: the text of every file held to the end
+    # would cost as much memory as the specs' YAML (a duplicate's line is read again instead).
+    origins: dict[CustomerId, tuple[str, int]] = {}
     files: list[str] = []
     for parsed in parsed_files:
         if isinstance(parsed, SpecError):
@@ -399,20 +404,22 @@ def _merge(parsed_files: Iterator[tuple[_SourceFile, SpecFile] | SpecError]) -> 
         for index, customer in enumerate(spec.customers):
             customer_id = CustomerId(customer.id)
             if customer_id in origins:
-                first, first_index = origins[customer_id]
-                where = f"{first.name}:{first.line(('customers', first_index, 'id'))}"
+                first_file, first_index = origins[customer_id]
+                where = f"{first_file}:{customer_line(first_file, first_index)}"
                 message = _("duplicate customer id {}, also in {}").format(customer_id, where)
                 problems.append(source.problem(("customers", index, "id"), message))
                 continue
-            origins[customer_id] = (source, index)
+            origins[customer_id] = (source.name, index)
             customers[customer_id] = customer
     if problems:
         raise SpecError(problems)
+    share_fields_sets(customers.values())
+    share_fields_sets(s for c in customers.values() for s in c.subscriptions)
     return Desired(
         partner=partner[1] if partner else PartnerSpec(),
         customers=customers,
         files=tuple(files),
-        origins={c: (source.name, index) for c, (source, index) in origins.items()},
+        origins=origins,
     )
 
 

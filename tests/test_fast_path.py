@@ -103,3 +103,19 @@ def test_the_fast_diff_and_fingerprint_equal_the_plain_ones_on_a_generated_world
     assert diffs == plain_diffs(desired, current)
     records = Records(managed=tuple(current.customers_by_id))
     assert fingerprint(current, records) == plain_fingerprint(current, records)
+
+
+def test_models_read_alike_share_one_fields_set_and_copies_stay_apart(tmp_path: Path) -> None:
+    generate(tmp_path, customers=20, subscriptions=3)
+    current = read_world(tmp_path / "state" / "world.json")
+    desired = load_specs(tmp_path / "specs")
+    for subscriptions in (
+        [s for c in current.customers for s in c.subscriptions],
+        [s for c in desired.customers.values() for s in c.subscriptions],
+    ):
+        assert len({id(s.model_fields_set) for s in subscriptions}) == 1  # one set for all
+    first, second = current.customers[0].subscriptions[:2]
+    fields = set(second.model_fields_set)
+    changed = first.model_copy(update={"suspended_by": "partner"})
+    assert "suspended_by" in changed.model_fields_set
+    assert second.model_fields_set == fields  # the shared set itself is never changed

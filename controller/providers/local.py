@@ -14,6 +14,7 @@ from ..current import CurrentState, Customer, Partner, Subscription
 from ..errors import PermanentProviderError, StateError, validation_problem
 from ..fsutil import FileIdentity, atomic_write, identity, readable_json
 from ..i18n import _
+from ..perf import share_fields_sets
 from ..ratelimit import RateLimiter
 from .world import WorldProvider
 
@@ -33,7 +34,7 @@ def _read_world(path: Path) -> tuple[CurrentState, FileIdentity]:
         with open(path, "rb") as handle:
             version = identity(os.fstat(handle.fileno()))
             data = handle.read()
-        return CurrentState.model_validate_json(data), version
+        world = CurrentState.model_validate_json(data)
     except FileNotFoundError as exc:
         message = _("{}: no such file; the local provider needs a world file").format(path)
         raise StateError(message) from exc
@@ -41,6 +42,9 @@ def _read_world(path: Path) -> tuple[CurrentState, FileIdentity]:
         raise StateError(f"{path}: {exc.strerror}") from exc
     except ValidationError as exc:
         raise StateError(f"{path}: {validation_problem(exc)}") from exc
+    share_fields_sets(world.customers)
+    share_fields_sets(s for c in world.customers for s in c.subscriptions)
+    return world, version
 
 
 # Fields written only when they differ from their default, so that a world of legacy
