@@ -107,7 +107,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
     layouts = {"files": "one file a customer", "big": "big files"}
     for layout, by_size in results.items():
         for kind, style in styles.items():
-            points = [(n, r[f"{kind}_s"]) for n, r in sorted(by_size.items())]
+            points = [(n, r[f"{kind}_cpu"]) for n, r in sorted(by_size.items())]
             axes.plot(
                 *zip(*points, strict=True),
                 style,
@@ -117,7 +117,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("customers (5 subscriptions each)")
-    axes.set_ylabel("whole process, median (s)")
+    axes.set_ylabel("whole process, CPU s (user + system), median")
     axes.set_title("reconcile --dry-run against the C loader's parse")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--layouts", default="files,big", help="files, big, or both")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--drift", type=float, default=0.05)
-    parser.add_argument("--plot", type=Path, help="write a log-log PNG of time against size")
+    parser.add_argument("--plot", type=Path, help="write a log-log PNG of CPU time against size")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument(
         "--reconcile",
