@@ -160,6 +160,67 @@ def reconcile(request: pytest.FixtureRequest, example: Path) -> Iterator[Runner]
         stop()
 
 
+class StateStore:
+    """Where the ``reconcile`` commands of one test keep their records: the state folder
+    (``file``), or a PostgreSQL database of the test's own (``postgres``), named to every
+    command the test starts through ``RECONCILE_STATE_URL`` in the environment."""
+
+    def __init__(self, kind: str, url: str | None = None) -> None:
+        self.kind = kind
+        self.url = url
+        self._opened: dict[Path, Any] = {}
+
+    def use(self, directory: Path) -> None:
+        """Move ``directory``'s state/ records into the database (``reconcile state import``);
+        the file store keeps them where they are."""
+        if self.url is not None:
+            moved = run("state", "import", "state", cwd=directory)
+            assert moved.returncode == 0, moved.stderr
+
+    def open(self, directory: Path) -> Any:
+        """The store of ``directory``'s commands, opened in this process (once per test)."""
+        if directory not in self._opened:
+            from controller.records import FileStore
+
+            self._opened[directory] = (
+                FileStore(directory / "state")
+                if self.url is None
+                else _postgres_store(self.url, directory)
+            )
+        return self._opened[directory]
+
+    def close(self) -> None:
+        for store in self._opened.values():
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+
+
+def _postgres_store(url: str, directory: Path) -> Any:
+    """The PostgreSQL store of the partner of ``directory``'s world."""
+    from controller.pgstore import PostgresStore
+    from controller.providers.local import read_world, world_path
+
+    path = world_path(directory / "state")
+    return PostgresStore(url, read_world(path).partner.id if path.exists() else PARTNER)
+
+
+@pytest.fixture(params=["file", "postgres"])
+def state_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Each test that uses it runs twice: with the records in the state folder, and in a
+    PostgreSQL database of its own (every ``reconcile`` it starts inherits the URL)."""
+    if request.param == "file":
+        store = StateStore("file")
+    else:
+        url = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("RECONCILE_STATE_URL", url)
+        store = StateStore("postgres", url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def records_store(example: Path, reconcile: Runner) -> Any:
     """The store that ``reconcile`` keeps its records in, opened in this process."""
     url = getattr(reconcile, "state_url", None)
