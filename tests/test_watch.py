@@ -1,4 +1,8 @@
-"""Watch mode with real processes and real files: no mocked watcher."""
+"""Watch mode with real processes and real files: no mocked watcher.
+
+The tests run with the records in the state folder and in PostgreSQL (``state_store``), but for
+the two slowest, which are about the provider and the file watcher: the provider outage, and the
+changes during a pass (SIGTERM mid-pass covers a long applying pass in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import StateStore
 from helpers import RECONCILE, run
 
 from controller.providers.local import read_world
@@ -60,7 +65,8 @@ class Watching:
 
 
 @pytest.fixture
-def watching(example: Path) -> Iterator[Callable[..., Watching]]:
+def watching(example: Path, state_store: StateStore) -> Iterator[Callable[..., Watching]]:
+    state_store.use(example)
     started: list[Watching] = []
 
     def start(*args: str) -> Watching:
@@ -132,8 +138,10 @@ def test_a_burst_of_edits_is_one_pass(example: Path, watching) -> None:  # type:
     assert w.stop(signal.SIGINT) == 0
 
 
-def test_dry_run_watch_only_previews(example: Path, watching) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_watch_only_previews(example: Path, watching, state_store: StateStore) -> None:  # type: ignore[no-untyped-def]
     state = {p.name: p.read_bytes() for p in (example / "state").iterdir()}
+    store = state_store.open(example)
+    records = (store.load(), store.load_applied(), store.read_journal())
     health = example / "healthy"
     w = watching("--interval", "1", "--dry-run", "--health-file", str(health))
     w.wait_for(lambda: len(w.passes()) >= 2, "two passes")
@@ -141,17 +149,21 @@ def test_dry_run_watch_only_previews(example: Path, watching) -> None:  # type: 
     assert "Plan: 1 to remove" in "".join(w.out)
     assert w.stop() == 0
     assert {p.name: p.read_bytes() for p in (example / "state").iterdir()} == state
+    assert (store.load(), store.load_applied(), store.read_journal()) == records
 
 
-def test_sigterm_mid_pass_finishes_in_flight_actions_and_exits_0(tmp_path: Path) -> None:
+def test_sigterm_mid_pass_finishes_in_flight_actions_and_exits_0(
+    tmp_path: Path, state_store: StateStore
+) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from generate import generate
 
     generate(tmp_path, customers=80, subscriptions=3, remove=0.95, seed=3)
+    state_store.use(tmp_path)
     w = Watching(tmp_path, "--allow-mass-removal", "--rate-limit", "0", "--parallelism", "4")
-    journal = FileStore(tmp_path / "state")
+    journal = state_store.open(tmp_path)
     w.wait_for(
         lambda: any(e["event"] == "action_applied" for e in journal.read_journal()),
         "the first applied action",
