@@ -4,6 +4,8 @@ and idempotence, with the plan applied by the real executor to a world that enfo
 from __future__ import annotations
 
 import tempfile
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 from helpers import DAY, NOW, PARTNER, gid
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from controller.apply import Executor
 from controller.current import CurrentState, Customer, Subscription
+from controller.pgstore import PostgresStore
 from controller.plan import Plan, plan
 from controller.providers import rules
 from controller.providers.local import LocalProvider, render_world
@@ -259,14 +262,37 @@ def test_given_time_every_removal_happens(scenario: tuple) -> None:
 @given(scenarios())
 def test_the_local_world_file_converges_too(scenario: tuple) -> None:
     """The same property through the real local provider and file store, on disk."""
-    desired, current, records = scenario
     with tempfile.TemporaryDirectory() as directory:
-        state = Path(directory)
-        (state / "world.json").write_text(render_world(current))
-        provider, store = LocalProvider(state), FileStore(state)
-        store.save(records)
-        reconcile(desired, provider, store)
-        assert plan(desired, provider.observe(), store.load()).actions == ()
-        world_file = (state / "world.json").read_bytes()
-        assert reconcile(desired, provider, store).actions == ()
-        assert (state / "world.json").read_bytes() == world_file
+        converges_on_disk(*scenario, Path(directory), FileStore(Path(directory)))
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(scenarios())
+def test_the_records_in_postgresql_converge_too(pg_url: str, scenario: tuple) -> None:
+    """The same property with the records in PostgreSQL: a representative subset (20 examples
+    rather than 60, to keep CI short), each a partner of its own in the test's one database."""
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        closing(PostgresStore(pg_url, str(uuid.uuid4()))) as store,
+    ):
+        converges_on_disk(*scenario, Path(directory), store)
+
+
+def converges_on_disk(
+    desired: Desired, current: CurrentState, records: Records, state: Path, store: RecordStore
+) -> None:
+    """Reconcile the world file in ``state`` with the records in ``store``: one apply
+    converges, and a second one changes nothing, not even the file's bytes."""
+    (state / "world.json").write_text(render_world(current))
+    provider = LocalProvider(state)
+    store.save(records)
+    assert store.load() == records
+    reconcile(desired, provider, store)
+    assert plan(desired, provider.observe(), store.load()).actions == ()
+    world_file = (state / "world.json").read_bytes()
+    assert reconcile(desired, provider, store).actions == ()
+    assert (state / "world.json").read_bytes() == world_file
