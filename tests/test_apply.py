@@ -1,20 +1,60 @@
-"""The executor: dependency order under concurrency, retries, partial failure, journal."""
+"""The executor: dependency order under concurrency, retries, partial failure, journal.
+
+The tests that check what the executor records (outcomes, journal, pending requests) run with
+an in-memory store and with the PostgreSQL store (``store_for``), whose one connection the
+executor's worker threads share."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import pytest
 from helpers import customer, desired, gid, records, sub, want, want_sub, world
 
 from controller.apply import Executor
 from controller.errors import PermanentProviderError, TemporaryProviderError
 from controller.plan import plan
 from controller.providers.memory import Faults, MemoryProvider
-from controller.records import MemoryStore, next_records
+from controller.records import MemoryStore, Records, RecordStore, next_records
 from controller.retry import RetryPolicy
 
 NO_WAIT = RetryPolicy(attempts=8, base_delay=0.0, max_delay=0.0, budget=60)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def store_for(request: pytest.FixtureRequest) -> Iterator[Callable[[Records], RecordStore]]:
+    """Makes a store holding the given records: in memory, or in PostgreSQL."""
+    if request.param == "memory":
+        yield MemoryStore
+        return
+    from controller.pgstore import PostgresStore
+
+    url = request.getfixturevalue("pg_url")
+    opened: list[PostgresStore] = []
+
+    def make(recs: Records) -> RecordStore:
+        opened.append(PostgresStore(url, str(uuid.uuid4())))
+        opened[-1].save(recs)
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def check_journal_order(store: RecordStore, made: Any) -> None:
+    """Each action started only after what it depends on was on record as applied."""
+    applied: set[str] = set()
+    for entry in store.read_journal():
+        if entry["event"] == "action_started":
+            action = next(a for a in made.actions if a.id == entry["id"])
+            assert set(action.depends_on) <= applied, entry
+        elif entry["event"] == "action_applied":
+            applied.add(entry["id"])
 
 
 def removal_world(customers: int, subs: int) -> tuple:
@@ -38,11 +78,14 @@ class FailingFor(MemoryProvider):
         super().suspend_subscription(customer_id, subscription_id)
 
 
-def test_dependents_of_a_failed_action_are_skipped_and_others_carry_on() -> None:
+def test_dependents_of_a_failed_action_are_skipped_and_others_carry_on(store_for) -> None:  # type: ignore[no-untyped-def]
     spec, current, recs = removal_world(3, 2)
     made = plan(spec, current, recs)
     provider = FailingFor(current, gid(201))
-    results = {r.id: r for r in Executor(provider, MemoryStore(recs), retry=NO_WAIT).run(made)}
+    store = store_for(recs)
+    results = {r.id: r for r in Executor(provider, store, retry=NO_WAIT).run(made)}
+    journaled = {e["id"]: e["event"] for e in store.read_journal() if "id" in e}
+    assert journaled == {i: f"action_{r.status}" for i, r in results.items()}
     by_target = {(a.type, a.customer_id, a.subscription_id): a.id for a in made.actions}
     assert results[by_target[("suspend_subscription", gid(2), gid(201))]].status == "failed"
     assert results[by_target[("remove_relationship", gid(2), None)]].status == "skipped"
@@ -86,15 +129,16 @@ def test_independent_actions_run_concurrently_within_the_bound_and_in_order() ->
             assert i < removed_at[call[1]]
 
 
-def test_transient_failures_are_retried_until_a_large_plan_converges() -> None:
+def test_transient_failures_are_retried_until_a_large_plan_converges(store_for) -> None:  # type: ignore[no-untyped-def]
     spec, current, recs = removal_world(60, 4)  # 300 actions
     faults = Faults(throttled=0.1, server_error=0.05, timeout=0.05, seed=7)
-    provider, store = MemoryProvider(current, faults=faults), MemoryStore(recs)
+    provider, store = MemoryProvider(current, faults=faults), store_for(recs)
     made = plan(spec, current, recs)
     assert len(made.actions) == 300
     results = Executor(provider, store, parallelism=16, retry=NO_WAIT).run(made)
     assert {r.status for r in results} == {"applied"}
     assert len(provider.calls) > 300  # some calls were retried
+    check_journal_order(store, made)
     store.save(next_records(store.load(), spec, provider.observe()))
     assert not plan(spec, provider.observe(), store.load()).has_changes
 
@@ -124,17 +168,17 @@ def test_backoff_grows_exponentially_with_full_jitter() -> None:
     assert max(delays[3]) > 4 > max(delays[1])
 
 
-def test_a_request_is_recorded_as_pending_at_once_and_everything_is_journaled() -> None:
+def test_a_request_is_recorded_as_pending_at_once_and_everything_is_journaled(store_for) -> None:  # type: ignore[no-untyped-def]
     current = world()
     made = plan(desired(want(5, name="Adatum")), current, records())
-    store = MemoryStore()
+    store = store_for(records())
     Executor(MemoryProvider(current), store, names=made.names).run(made, run_id="r1")
     [pending] = store.load().pending
     assert pending.customer_id == gid(5) and pending.name == "Adatum"
     assert "invType=ResellerRelationship" in pending.invitation_url
-    events = [e["event"] for e in store.journal]
+    events = [e["event"] for e in store.read_journal()]
     assert events == ["run_started", "action_started", "action_applied", "run_finished"]
-    assert all(e["run"] == "r1" for e in store.journal)
+    assert all(e["run"] == "r1" for e in store.read_journal())
 
 
 def test_a_stop_request_lets_running_actions_finish_and_starts_no_more() -> None:
