@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -27,10 +28,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from pydantic import ValidationError
 
-from .errors import LockError, StateError
-from .i18n import _
-from .records import PendingRequest, Records, utc_now
+from .errors import LockError, StateError, validation_problem
+from .i18n import _, ngettext
+from .records import _APPLIED, PendingRequest, Records, is_journal_entry, log, utc_now
 
 if TYPE_CHECKING:
     from .observation import Observations, Observed
@@ -105,6 +107,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# What PostgreSQL's text and jsonb refuse (NUL) or cannot encode (a lone surrogate, which Python's
+# json and YAML escapes let into a name or a service's error message): stored as U+FFFD.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _MIGRATION_LOCK = 0x7265636F6E63  # any constant: serialises concurrent migrations
 CONNECT_TIMEOUT = 10
 
@@ -132,6 +137,18 @@ def lock_key(purpose: str, partner: str) -> int:
     """A signed 64-bit advisory-lock key for ``purpose`` (apply, leader) and ``partner``."""
     digest = hashlib.sha256(f"partner-reconciler/{purpose}/{partner}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def storable(value: Any) -> Any:
+    """``value`` (JSON-like) with every character PostgreSQL refuses replaced by U+FFFD, so a
+    hostile name or error message never stops an apply from recording what it did."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
 
 
 def writer_id() -> str:
@@ -287,8 +304,10 @@ class PostgresStore:
 
         try:
             return self._do(read) or Records()
-        except ValueError as exc:  # pydantic: a row edited by hand into something invalid
-            raise StateError(_("{}: invalid records: {}").format(self.where, exc)) from exc
+        except ValidationError as exc:  # a row edited by hand into something invalid
+            raise StateError(
+                _("{}: invalid records: {}").format(self.where, validation_problem(exc))
+            ) from exc
 
     def _ids(self, conn: psycopg.Connection[Any], table: str) -> list[str]:
         rows = conn.execute(
@@ -341,6 +360,7 @@ class PostgresStore:
     ) -> None:
         """Make ``table``'s rows of this partner equal ``wanted`` (customer -> other columns),
         deleting and inserting only the difference."""
+        wanted = {c: tuple(storable(v)) for c, v in wanted.items()}
         select = ", ".join(("customer_id", *columns))
         rows = conn.execute(
             f"SELECT {select} FROM {table} WHERE partner = %s", (self.partner,)
@@ -366,7 +386,15 @@ class PostgresStore:
                 (self.partner,),
             ).fetchall()
         )
-        return {c: s for c, s in rows if isinstance(s, dict)}
+        try:
+            return _APPLIED.validate_python(dict(rows))
+        except ValidationError as exc:  # a row edited by hand: stop before anything is done
+            raise StateError(
+                _(
+                    "{}: reconcile_applied: {}; it only tells drift from spec changes: delete "
+                    "this partner's rows, and the next apply writes them afresh"
+                ).format(self.where, validation_problem(exc))
+            ) from exc
 
     def save_applied(self, snapshot: Mapping[str, Mapping[str, str]]) -> None:
         def write(conn: psycopg.Connection[Any]) -> None:
@@ -458,7 +486,7 @@ class PostgresStore:
 
     def append_journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
         """Queue ``entry``; with ``sync``, return once it and every earlier one is committed."""
-        line = json.dumps(dict(entry), sort_keys=True)
+        line = json.dumps(storable(dict(entry)), sort_keys=True)
         with self._journal_lock:
             self._journal.append(line)
             if sync:
@@ -492,7 +520,18 @@ class PostgresStore:
                 (self.partner,),
             ).fetchall()
         )
-        return [r[0] for r in rows if isinstance(r[0], dict)]
+        entries = [r[0] for r in rows if is_journal_entry(r[0])]
+        if len(entries) < len(rows):  # rows edited by hand: history, so skipped with a warning
+            log.warning(
+                ngettext(
+                    "%s: reconcile_journal: skipped %d damaged entry",
+                    "%s: reconcile_journal: skipped %d damaged entries",
+                    len(rows) - len(entries),
+                ),
+                self.where,
+                len(rows) - len(entries),
+            )
+        return entries
 
     def _trim_journal(self) -> None:
         self._do(

@@ -204,12 +204,18 @@ def _journal_entry(line: bytes) -> dict[str, Any] | None:
         entry = json.loads(line.decode("utf-8"))
     except ValueError:
         return None
+    return entry if is_journal_entry(entry) else None
+
+
+def is_journal_entry(entry: Any) -> bool:
+    """Whether ``entry`` (JSON) is a journal entry readers can rely on: an object with an
+    ``event``, and the fields they read of the right type (in any store)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
-        return None
-    for name, kind in _JOURNAL_FIELDS.items():
-        if name in entry and (not isinstance(entry[name], kind) or isinstance(entry[name], bool)):
-            return None
-    return entry
+        return False
+    return not any(
+        name in entry and (not isinstance(entry[name], kind) or isinstance(entry[name], bool))
+        for name, kind in _JOURNAL_FIELDS.items()
+    )
 
 
 class FileStore:

@@ -219,3 +219,22 @@ def test_the_observation_cache_is_a_table_per_partner_never_replaced_by_an_older
     second = {gid(1): seen(1, 7, 0), gid(2): seen(2, 9, 5)}
     store.save_observations(PARTNER, second, frozenset(second))
     assert store.load_observations(PARTNER) == {gid(1): second[gid(1)], gid(2): first[gid(2)]}
+
+
+def test_what_postgresql_refuses_in_a_name_or_an_error_is_stored_as_a_replacement(
+    pg_url: str,
+) -> None:
+    """A NUL or a lone surrogate (a hostile customer name, a service's error message) would
+    make the database refuse the row: the pending request and the journal entry are kept with
+    U+FFFD in its place, as the file store keeps a lone surrogate."""
+    from controller.records import PendingRequest, Records
+
+    store = PostgresStore(pg_url, PARTNER)
+    pending = PendingRequest(
+        customer_id=gid(1), name="Contoso \x00 \ud800 Ltd", requested_at="t", invitation_url="u"
+    )
+    store.save(Records(pending=(pending,)))
+    assert store.load().pending[0].name == "Contoso \ufffd \ufffd Ltd"
+    store.save(store.load())  # and read back as it was stored, so nothing is rewritten
+    store.append_journal({"event": "action_failed", "error": "bad \x00 byte \udc80"})
+    assert store.read_journal()[-1]["error"] == "bad \ufffd byte \ufffd"

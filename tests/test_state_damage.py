@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, store_env
 from helpers import PARTNER, run, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,6 +93,88 @@ def test_an_entry_appended_after_a_torn_line_starts_a_line_of_its_own(tmp_path: 
     store.journal_path.write_text('{"event": "run_started", "run": "r"}\n{"event": "act')
     store.append_journal({"event": "run_started", "run": "next"})
     assert [e["run"] for e in store.read_journal()] == ["r", "next"]
+
+
+# --- the records in PostgreSQL: rows edited by hand -----------------------------------------
+
+
+def edit_rows(url: str, statement: str, *params: object) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("snapshot_json", "fragment"),
+    [
+        ('["x"]', f"reconcile_applied: {CONTOSO}: Input should be a valid dictionary"),
+        ('{"b": 5}', f"reconcile_applied: {CONTOSO}.b: Input should be a valid string"),
+    ],
+    ids=["a list", "wrong leaf"],
+)
+def test_a_damaged_applied_row_stops_the_apply_before_it_acts(
+    example: Path, pg_url: str, snapshot_json: str, fragment: str
+) -> None:
+    env = store_env(example, pg_url)
+    assert run("--yes", cwd=example, env=env).returncode == 0
+    edit_rows(
+        pg_url,
+        "UPDATE reconcile_applied SET snapshot = %s WHERE customer_id = %s",
+        snapshot_json,
+        CONTOSO,
+    )
+    edit_quantity = (example / "specs" / "customers" / "contoso.yaml").read_text()
+    (example / "specs" / "customers" / "contoso.yaml").write_text(
+        edit_quantity.replace("quantity: 30 ", "quantity: 31 ", 1)
+    )
+    before = snapshot(example / "state")
+    one_line_error(run("--yes", cwd=example, env=env), fragment)
+    assert snapshot(example / "state") == before  # nothing was done
+    edit_rows(pg_url, "DELETE FROM reconcile_applied")  # as the message says: then it works
+    assert run("--yes", cwd=example, env=env).returncode == 0
+
+
+def test_status_skips_damaged_journal_rows_in_one_warning(example: Path, pg_url: str) -> None:
+    env = store_env(example, pg_url)
+    good = {"event": "run_started", "run": "r1", "time": "2026-01-01T00:00:00Z", "actions": 1}
+    for entry in (good, {"event": 5}, {"event": "run_finished", "run": "r1", "applied": 1}, []):
+        edit_rows(
+            pg_url,
+            "INSERT INTO reconcile_journal (partner, entry) VALUES (%s, %s)",
+            PARTNER,
+            json.dumps(entry),
+        )
+    edit_rows(
+        pg_url,
+        'UPDATE reconcile_journal SET entry = entry || \'{"actions": "many"}\' '
+        "WHERE entry->>'run' = 'r1' AND entry->>'event' = 'run_finished'",
+    )
+    result = run("status", cwd=example, env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "Last apply r1" in result.stdout
+    [warning] = result.stderr.splitlines()
+    assert warning.endswith("reconcile_journal: skipped 3 damaged entries"), warning
+
+
+@pytest.mark.parametrize(
+    ("statement", "fragment"),
+    [
+        ("INSERT INTO reconcile_managed VALUES (%s, 'not-a-guid')", "invalid records: managed.4"),
+        (
+            f"INSERT INTO reconcile_offboarding VALUES (%s, '{CONTOSO}', 'bogus')",
+            f"invalid records: offboarding.{CONTOSO}: Input should be",
+        ),
+    ],
+    ids=["managed", "offboarding"],
+)
+def test_an_invalid_records_row_is_one_line(
+    example: Path, pg_url: str, statement: str, fragment: str
+) -> None:
+    env = store_env(example, pg_url)
+    edit_rows(pg_url, statement, PARTNER)
+    for command in (["--dry-run"], ["status"]):
+        one_line_error(run(*command, cwd=example, env=env), fragment)
 
 
 # --- records, world, state directory ------------------------------------------------------
