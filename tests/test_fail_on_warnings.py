@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import StateStore
 from helpers import run, snapshot
 
 MISSING = "9f0e6c1f-1111-4c1e-9f5e-2a1c3b4d5e6f"  # a subscription Partner Center does not have
@@ -42,9 +43,15 @@ def test_fail_on_warnings_without_changes_still_fails(example: Path) -> None:
     assert applied.stderr.splitlines()[-1].endswith("--fail-on-warnings is set")
 
 
-def test_fail_on_warnings_refuses_an_apply_and_applies_nothing(example: Path) -> None:
+def test_fail_on_warnings_refuses_an_apply_and_applies_nothing(
+    example: Path, state_store: StateStore
+) -> None:
+    """With the records in the folder or in PostgreSQL: nothing written to either."""
+    state_store.use(example)
     _list_a_missing_subscription(example)
     before = snapshot(example)
+    store = state_store.open(example)
+    recorded = (store.load(), store.load_applied(), store.read_journal())
     for output in ("text", "json"):
         result = run("--yes", "--fail-on-warnings", "--output", output, cwd=example)
         assert result.returncode == 1
@@ -53,3 +60,4 @@ def test_fail_on_warnings_refuses_an_apply_and_applies_nothing(example: Path) ->
             "error: the plan has 1 warning and --fail-on-warnings is set: nothing applied"
         )
     assert snapshot(example) == before
+    assert (store.load(), store.load_applied(), store.read_journal()) == recorded
