@@ -189,6 +189,23 @@ class StateStore:
             )
         return self._opened[directory]
 
+    def rows(self) -> str:
+        """Every row of the controller's tables in the database, as text ("" for the file
+        store), to show that something (a secret) is not among them."""
+        if self.url is None:
+            return ""
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'reconcile%%'"
+            ).fetchall()
+            return "\n".join(
+                str(row)
+                for (table,) in tables
+                for row in conn.execute(f"SELECT t::text FROM {table} t").fetchall()
+            )
+
     def close(self) -> None:
         for store in self._opened.values():
             close = getattr(store, "close", None)

@@ -7,7 +7,7 @@ import json
 import threading
 from pathlib import Path
 
-from conftest import TOKEN, start_emulator
+from conftest import TOKEN, StateStore, start_emulator
 from helpers import PARTNER, run, snapshot
 
 from controller.emulator import Emulator, Knobs, etag_of
@@ -129,7 +129,8 @@ def test_a_seeded_emulator_meets_the_same_faults_in_any_order_of_requests(exampl
     assert {429, 503, 200} <= set(forward.values())
 
 
-def test_secrets_never_appear_in_output_or_state(example: Path) -> None:
+def test_secrets_never_appear_in_output_or_state(example: Path, state_store: StateStore) -> None:
+    state_store.use(example)
     stop, env = start_emulator(example / "state", Knobs(token="another-token"))  # so 401s happen
     try:
         refused = run("--provider", "partner-center", "--dry-run", cwd=example, env=env)
@@ -149,6 +150,8 @@ def test_secrets_never_appear_in_output_or_state(example: Path) -> None:
         assert TOKEN not in result.stdout + result.stderr
     for content in snapshot(example / "state").values():
         assert TOKEN.encode() not in content
+    assert "run_started" in state_store.rows() or state_store.kind == "file"
+    assert TOKEN not in state_store.rows()
 
 
 def test_the_emulator_command_serves_until_stopped(example: Path) -> None:
