@@ -905,15 +905,20 @@ def world() -> None:
 @click.argument("customer_id")
 @click.option("--name", help=_("The customer's name, when the world does not know it yet."))
 @_state_option
-def accept(customer_id: str, name: str | None, state_dir: Path) -> None:
+@_state_url_option
+def accept(
+    customer_id: str, name: str | None, state_dir: Path, state_url: str | None, partner: str | None
+) -> None:
     """Simulate CUSTOMER_ID's admin accepting the relationship invitation."""
     from .providers.local import LocalProvider
+    from .reconcile import Options, open_store, opened
 
     customer_id = _guid(customer_id, "CUSTOMER_ID")
-    if not name:
-        from .records import FileStore
-
-        pending = FileStore(state_dir).load().pending_by_id.get(customer_id)  # type: ignore[call-overload]
+    state_url, partner = _checked_store(state_url, partner)
+    if not name:  # the name the invitation was sent with, from wherever the records are
+        options = Options(state_dir=state_dir, state_url=state_url, partner=partner)
+        with opened(open_store(options)) as store:
+            pending = store.load().pending_by_id.get(customer_id)  # type: ignore[call-overload]
         name = pending.name if pending else None
     LocalProvider(state_dir).accept_invitation(customer_id, name)
     click.echo(

@@ -250,6 +250,25 @@ def test_world_accept_of_an_unknown_customer_needs_a_name(example: Path) -> None
     assert any(c["id"] == stranger and c["name"] == "Adatum" for c in world["customers"])
 
 
+def test_world_accept_takes_the_invited_name_from_the_records_wherever_they_are(
+    example: Path, reconcile: Runner
+) -> None:
+    """A customer the world does not know yet: ``world accept`` names it after its pending
+    request, read from the store the apply wrote it to (the folder, or PostgreSQL)."""
+    stranger = "12345678-1234-4234-8234-123456789012"
+    (example / "specs" / "customers" / "adatum.yaml").write_text(
+        f"customers:\n  - id: {stranger}\n    name: Adatum Corporation\n"
+    )
+    assert reconcile("--yes").returncode == 0
+    assert stranger in {p.customer_id for p in records_store(example, reconcile).load().pending}
+    accepted = reconcile("world", "accept", stranger)
+    assert accepted.returncode == 0, accepted.stderr
+    world = json.loads((example / "state/world.json").read_text())
+    assert {"id": stranger, "name": "Adatum Corporation"}.items() <= next(
+        c for c in world["customers"] if c["id"] == stranger
+    ).items()
+
+
 def test_only_and_exclude_target_part_of_the_plan(example: Path, reconcile: Runner) -> None:
     contoso, fabrikam = CONTOSO, "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
     preview = json.loads(reconcile("--dry-run", "--output", "json", "--only", contoso).stdout)
