@@ -534,10 +534,13 @@ class PostgresStore:
         return entries
 
     def _trim_journal(self) -> None:
+        """Keep this partner's last JOURNAL_MAX_ROWS entries (``seq`` is shared by every
+        partner of the database, so it is counted in rows, not in ``seq`` numbers)."""
         self._do(
             lambda conn: conn.execute(
                 "DELETE FROM reconcile_journal WHERE partner = %s AND seq <= "
-                "(SELECT max(seq) FROM reconcile_journal WHERE partner = %s) - %s",
+                "(SELECT seq FROM reconcile_journal WHERE partner = %s "
+                "ORDER BY seq DESC OFFSET %s LIMIT 1)",
                 (self.partner, self.partner, JOURNAL_MAX_ROWS),
             )
         )

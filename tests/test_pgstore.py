@@ -238,3 +238,19 @@ def test_what_postgresql_refuses_in_a_name_or_an_error_is_stored_as_a_replacemen
     store.save(store.load())  # and read back as it was stored, so nothing is rewritten
     store.append_journal({"event": "action_failed", "error": "bad \x00 byte \udc80"})
     assert store.read_journal()[-1]["error"] == "bad \ufffd byte \ufffd"
+
+
+def test_the_journal_keeps_each_partners_last_entries_however_partners_interleave(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("controller.pgstore.JOURNAL_MAX_ROWS", 3)
+    mine, theirs = PostgresStore(pg_url, PARTNER), PostgresStore(pg_url, OTHER)
+    for n in range(3):
+        mine.append_journal({"event": "run_started", "run": f"r{n}"})
+    for n in range(10):
+        theirs.append_journal({"event": "run_started", "run": f"t{n}"})
+    mine.append_journal({"event": "run_started", "run": "r3"})
+    with mine.lock(timeout=0):  # an apply starts: older entries go
+        pass
+    assert [e["run"] for e in mine.read_journal()] == ["r1", "r2", "r3"]
+    assert len(theirs.read_journal()) == 10  # another partner's are not this one's to trim
