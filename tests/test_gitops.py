@@ -1,17 +1,19 @@
 """GitOps integration: the example CI workflows and pre-commit hook are valid and do what the
 README says (each workflow's steps run in order, as scripts, against the emulator and a
-PostgreSQL database); the pull-request markdown matches a reviewed snapshot."""
+PostgreSQL database; GitHub's `actions/github-script` steps under node, against a fake of the
+GitHub API, ``tests/github_script.js``); the pull-request markdown matches a reviewed snapshot."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -184,22 +186,6 @@ def run_steps(commands: list[str], cwd: Path, env: dict[str, str]) -> subprocess
     return result
 
 
-def github_job(job: str, work: Path, pipe: Pipeline, **extra: str) -> subprocess.CompletedProcess:
-    workflow = load(GITHUB)
-    env = {**pipe.env, **{k: str(v) for k, v in workflow["env"].items()}}
-    env.update({k: v for k, v in workflow["jobs"][job].get("env", {}).items() if "${{" not in v})
-    env |= {
-        "GITHUB_SERVER_URL": "https://github.example",
-        "GITHUB_REPOSITORY": "team/specs",
-        "GITHUB_RUN_ID": "42",
-        "GITHUB_OUTPUT": str(work / "github-output"),
-        "APPROVED_DIGEST": "",
-        **extra,
-    }
-    steps = [s["run"] for s in workflow["jobs"][job]["steps"] if "run" in s]
-    return run_steps(steps, work, env)
-
-
 def digest(plan_file: Path) -> str:
     code = load(GITHUB)["env"]["PLAN_DIGEST"]
     return subprocess.check_output([sys.executable, "-c", code, str(plan_file)], text=True).strip()
@@ -211,33 +197,221 @@ def no_state_in(work: Path) -> bool:
     return not any(p.name in kept for p in work.rglob("*"))
 
 
+# --- GitHub: every step of a job, `actions/github-script` ones included (run by node) ---------
+
+GITHUB_SCRIPT = ROOT / "tests" / "github_script.js"
+NODE = shutil.which("node")
+# The `if:` conditions of the workflow's steps, as GitHub evaluates them for this test. A new
+# condition in the workflow fails the test until it is added here.
+CONDITIONS: dict[str, Callable[[GitHubJob], bool]] = {
+    "github.event_name == 'push'": lambda job: job.event == "push",
+    "steps.reviewed.outputs.run_id": lambda job: bool(
+        job.outputs.get("reviewed", {}).get("run_id")
+    ),
+    "failure() && hashFiles('comment.md') != ''": lambda job: (
+        job.failed and (job.work / "comment.md").exists()
+    ),
+    "always()": lambda job: True,
+}
+SKIPPED_ACTIONS = ("actions/checkout@", "actions/setup-python@")
+
+
+@dataclass
+class GitHub:
+    """The fake GitHub the workflow's scripts talk to: pull requests and their comments,
+    commit comments, workflow runs, and the artifacts the jobs upload."""
+
+    root: Path
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    commit_comments: list[dict[str, Any]] = field(default_factory=list)
+    pulls: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # core.warning, in the job's log
+    next_id: int = 1000
+
+
+@dataclass
+class GitHubJob:
+    """One job of the workflow running, with what its steps left for the next ones."""
+
+    github: GitHub
+    work: Path
+    env: dict[str, str]
+    event: str
+    run_id: int
+    sha: str
+    pull: int | None = None
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    failed: bool = False
+
+    def expand(self, text: str) -> str:
+        """GitHub's ``${{ steps.ID.outputs.NAME }}`` substitutions (an unknown one is empty)."""
+        return re.sub(
+            r"\$\{\{\s*steps\.(\w+)\.outputs\.(\w+)\s*\}\}",
+            lambda m: self.outputs.get(m[1], {}).get(m[2], ""),
+            text,
+        )
+
+    def run_step(self, step: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        uses = step.get("uses", "")
+        if "run" in step:
+            return run_steps([step["run"]], self.work, self.env)
+        if uses.startswith("actions/github-script@"):
+            return self.github_script(self.expand(step["with"]["script"]), step.get("id"))
+        if uses.startswith("actions/upload-artifact@"):
+            kept = self.github.root / "artifacts" / str(self.run_id) / step["with"]["name"]
+            kept.mkdir(parents=True)
+            for name in step["with"]["path"].split():
+                shutil.copy(self.work / name, kept)
+        elif uses.startswith("actions/download-artifact@"):
+            run_id = self.expand(step["with"]["run-id"])
+            kept = self.github.root / "artifacts" / run_id / step["with"]["name"]
+            shutil.copytree(kept, self.work / step["with"]["path"])
+        else:
+            assert uses.startswith(SKIPPED_ACTIONS), f"no fake for {uses}"
+        return subprocess.CompletedProcess([], 0, "", "")
+
+    def github_script(self, script: str, step_id: str | None) -> subprocess.CompletedProcess[str]:
+        """The script under node, as the action runs it, against the fake GitHub."""
+        if NODE is None:
+            pytest.skip("node is not installed: the github-script steps cannot run")
+        state = {
+            "context": {
+                "repo": {"owner": "team", "repo": "specs"},
+                "issue": {"number": self.pull},
+                "sha": self.sha,
+                "workflow": load(GITHUB)["name"],
+            },
+            **{k: v for k, v in asdict(self.github).items() if k != "root"},
+        }
+        (self.work / "script.js").write_text(script)
+        (self.work / "github.json").write_text(json.dumps(state))
+        result = subprocess.run(
+            [NODE, str(GITHUB_SCRIPT), "script.js", "github.json"],
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode == 0:
+            after = json.loads((self.work / "github.json").read_text())
+            for name in ("comments", "commit_comments", "warnings", "next_id"):
+                setattr(self.github, name, after[name])
+            if step_id:
+                self.outputs[step_id] = after["outputs"]
+        return result
+
+
+def github_job(
+    job: str,
+    work: Path,
+    pipe: Pipeline,
+    github: GitHub,
+    *,
+    event: str,
+    run_id: int,
+    sha: str,
+    pull: int | None = None,
+    **extra: str,
+) -> subprocess.CompletedProcess[str]:
+    """Every step of ``job`` in order as GitHub runs it (its ``if:`` conditions honoured):
+    shell steps with bash, github-script steps under node, artifacts kept by the fake GitHub.
+    Returns the first failed step's result, else the last one's."""
+    workflow = load(GITHUB)
+    env = {**pipe.env, **{k: str(v) for k, v in workflow["env"].items()}}
+    env.update({k: v for k, v in workflow["jobs"][job].get("env", {}).items() if "${{" not in v})
+    env |= {
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "team/specs",
+        "GITHUB_RUN_ID": str(run_id),
+        "GITHUB_OUTPUT": str(work / "github-output"),
+        "APPROVED_DIGEST": "",
+        **extra,
+    }
+    running = GitHubJob(github, work, env, event, run_id, sha, pull)
+    first_failure = None
+    result = subprocess.CompletedProcess[str]([], 0, "", "")
+    for step in workflow["jobs"][job]["steps"]:
+        condition = step.get("if")
+        if condition is None:
+            if running.failed:
+                continue
+        elif not CONDITIONS[condition](running):
+            continue
+        result = running.run_step(step)
+        if result.returncode != 0 and first_failure is None:
+            running.failed, first_failure = True, result
+    if job == "plan" and first_failure is None:  # a run whose plan artifact can be found
+        head = next(p["head"]["sha"] for p in github.pulls if p["number"] == pull)
+        github.runs.insert(  # newest first, as GitHub lists them
+            0,
+            {
+                "id": run_id,
+                "name": workflow["name"],
+                "event": event,
+                "head_sha": head,
+                "status": "success",
+            },
+        )
+    return first_failure or result
+
+
+def open_pull(github: GitHub, number: int) -> None:
+    github.pulls.append(
+        {"number": number, "head": {"sha": f"head-{number}"}, "merge_commit_sha": f"merge-{number}"}
+    )
+
+
 def test_github_team_flow_applies_the_reviewed_plan_and_stops_on_a_changed_one(
-    pipeline: Pipeline,
+    pipeline: Pipeline, tmp_path: Path
 ) -> None:
+    github = GitHub(tmp_path / "github")
     first, second = pipeline.checkout("pr-1"), pipeline.checkout("pr-2")
     edit(second / "specs/customers/contoso.yaml", "quantity: 30", "quantity: 31")
-    for work in (first, second):  # both pull requests are planned before either is merged
-        assert github_job("validate", work, pipeline).returncode == 0
-        planned = github_job("plan", work, pipeline)
-        assert planned.returncode == 0, planned.stderr
-        comment = (work / "comment.md").read_text()
-        assert comment.startswith("<!-- partner-reconciler plan -->")
-        assert f"Plan `{digest(work / 'plan.json')}`" in comment
-        shutil.copytree(work, work.with_name(work.name + "-merged"))  # main after the merge
-        (work.with_name(work.name + "-merged") / "reviewed").mkdir()
-        shutil.copy(work / "plan.json", work.with_name(work.name + "-merged") / "reviewed")
-    merged_first = pipeline.root / "pr-1-merged"
-    applied = github_job("apply", merged_first, pipeline)
+    github.comments["1"] = [{"id": n, "body": f"looks good {n}"} for n in range(3)]  # 2 pages
+    for number, work in ((1, first), (2, second)):  # both are planned before either is merged
+        open_pull(github, number)
+        pushes = 2 if number == 1 else 1  # pushed twice: one comment, updated in place
+        for push in range(pushes):
+            run_id = 100 * number + push
+            context = {"event": "pull_request", "run_id": run_id, "sha": f"head-{number}"}
+            assert github_job("validate", work, pipeline, github, **context).returncode == 0
+            planned = github_job("plan", work, pipeline, github, pull=number, **context)
+            assert planned.returncode == 0, planned.stderr
+        [comment] = [c for c in github.comments[str(number)] if "partner-reconciler" in c["body"]]
+        assert comment["body"] == (work / "comment.md").read_text()
+        assert f"Plan `{digest(work / 'plan.json')}`" in comment["body"]
+    # Merged one after the other: each apply finds its pull request's reviewed plan.
+    merged_first = pipeline.checkout("pr-1-merged", first / "specs")
+    applied = github_job(
+        "apply", merged_first, pipeline, github, event="push", run_id=3, sha="merge-1"
+    )
     assert applied.returncode == 0, applied.stderr
+    assert (merged_first / "reviewed" / "plan.json").read_bytes() == (
+        first / "plan.json"
+    ).read_bytes()
     assert pipeline.plan_is_empty()  # the reviewed plan was applied in full
     # The second pull request's reviewed plan was made before the first was applied.
-    merged_second = pipeline.root / "pr-2-merged"
-    refused = github_job("apply", merged_second, pipeline)
+    merged_second = pipeline.checkout("pr-2-merged", second / "specs")
+    refused = github_job(
+        "apply", merged_second, pipeline, github, event="push", run_id=4, sha="merge-2"
+    )
     assert refused.returncode == 1 and "changed after review" in refused.stdout + refused.stderr
-    note = (merged_second / "comment.md").read_text()
+    note = github.comments["2"][-1]["body"]
     fresh = digest(merged_second / "plan.json")
+    assert note.startswith("<!-- partner-reconciler plan not applied -->")
     assert f"now `{fresh}`" in note and "update quantity" in note.lower()
-    approved = github_job("apply", merged_second, pipeline, APPROVED_DIGEST=fresh)
+    approved = github_job(
+        "apply",
+        merged_second,
+        pipeline,
+        github,
+        event="workflow_dispatch",
+        run_id=5,
+        sha="merge-2",
+        APPROVED_DIGEST=fresh,
+    )
     assert approved.returncode == 0, approved.stderr
     world = json.loads((pipeline.world / "world.json").read_text())
     quantities = {s["id"]: s["quantity"] for c in world["customers"] for s in c["subscriptions"]}
@@ -246,12 +420,13 @@ def test_github_team_flow_applies_the_reviewed_plan_and_stops_on_a_changed_one(
 
 
 def test_nightly_resync_fills_the_observation_cache_that_pull_request_plans_read(
-    pipeline: Pipeline, pg_url: str
+    pipeline: Pipeline, pg_url: str, tmp_path: Path
 ) -> None:
     import psycopg
 
     work = pipeline.root / "main"
-    resynced = github_job("resync", work, pipeline)
+    github = GitHub(tmp_path / "github")
+    resynced = github_job("resync", work, pipeline, github, event="schedule", run_id=11, sha="m")
     assert resynced.returncode == 0, resynced.stderr
     assert "partner-reconciler plan" in (work / "resync.md").read_text()
     world = json.loads((pipeline.world / "world.json").read_text())
@@ -269,27 +444,51 @@ def test_nightly_resync_fills_the_observation_cache_that_pull_request_plans_read
     assert observed["from_cache"] >= 1
 
 
-def test_github_comment_is_cut_to_the_limit_with_a_link_to_the_whole_plan(
-    pipeline: Pipeline,
+def test_github_push_without_a_reviewed_plan_posts_it_on_the_commit(
+    pipeline: Pipeline, tmp_path: Path
 ) -> None:
+    """A push to main that no pull request reviewed (or whose plan run is gone) applies
+    nothing: the plan goes to the commit's comments, with a warning in the job's log."""
+    github = GitHub(tmp_path / "github")
+    work = pipeline.checkout("pushed")
+    refused = github_job("apply", work, pipeline, github, event="push", run_id=7, sha="direct")
+    assert refused.returncode == 1 and "changed after review" in refused.stdout + refused.stderr
+    assert github.warnings == ["no pull request for this commit: no reviewed plan"]
+    [comment] = github.commit_comments
+    assert comment["commit_sha"] == "direct" and "**Not applied**" in comment["body"]
+    assert not pipeline.plan_is_empty()
+
+
+def test_github_comment_is_cut_to_the_limit_with_a_link_to_the_whole_plan(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    github = GitHub(tmp_path / "github")
+    open_pull(github, 9)
     work = pipeline.root / "main"
-    assert github_job("plan", work, pipeline).returncode == 0
+    context = {"event": "pull_request", "run_id": 9, "sha": "head-9", "pull": 9}
+    assert github_job("plan", work, pipeline, github, **context).returncode == 0
     (work / "plan.md").write_text("| ⚠️ suspend | customer |\n" * 10_000, encoding="utf-8")
     workflow = load(GITHUB)
-    step = next(
-        s for s in workflow["jobs"]["plan"]["steps"] if s.get("name") == "Write the comment"
-    )
-    env = {**pipeline.env, "PLAN_DIGEST": workflow["env"]["PLAN_DIGEST"]}
-    env |= {
+    steps = workflow["jobs"]["plan"]["steps"]
+    job = GitHubJob(github, work, pipeline.env, **context)
+    job.env |= {
+        "PLAN_DIGEST": workflow["env"]["PLAN_DIGEST"],
         "GITHUB_SERVER_URL": "https://github.example",
         "GITHUB_REPOSITORY": "t/s",
         "GITHUB_RUN_ID": "9",
     }
-    assert run_steps([step["run"]], work, env).returncode == 0
-    comment = (work / "comment.md").read_text(encoding="utf-8")
-    assert len(comment.encode("utf-16-le")) // 2 <= 65_536
-    assert comment.rstrip().endswith("https://github.example/t/s/actions/runs/9")
-    assert "The plan is cut here" in comment
+    for name in (
+        "Write the comment",
+        "Comment the plan on the pull request (one comment, updated in place)",
+    ):
+        result = job.run_step(next(s for s in steps if s.get("name") == name))
+        assert result.returncode == 0, result.stderr
+    [comment] = github.comments["9"]  # the fake refuses a body over GitHub's limit
+    body = comment["body"]
+    assert body == (work / "comment.md").read_text(encoding="utf-8")
+    assert len(body.encode("utf-16-le")) // 2 <= 65_536
+    assert body.rstrip().endswith("https://github.example/t/s/actions/runs/9")
+    assert "The plan is cut here" in body
 
 
 class FakeGitLab(BaseHTTPRequestHandler):
