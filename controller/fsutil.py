@@ -23,17 +23,19 @@ def readable_json(document: Any, **options: Any) -> str:
     that no state file is ever written that the controller could not read again."""
     text = json.dumps(document, **options)
     if "\\ud" in text or "\\uD" in text:  # also a non-BMP character's pair: then look closer
-        text = json.dumps(_without_surrogates(document), **options)
+        text = json.dumps(with_replaced(document, _SURROGATE), **options)
     return text
 
 
-def _without_surrogates(value: Any) -> Any:
+def with_replaced(value: Any, unwanted: re.Pattern[str]) -> Any:
+    """``value`` (JSON-like) with every ``unwanted`` character in its strings, keys included,
+    replaced by U+FFFD."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return unwanted.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+        return {with_replaced(k, unwanted): with_replaced(v, unwanted) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_without_surrogates(v) for v in value]
+        return [with_replaced(v, unwanted) for v in value]
     return value
 
 

@@ -31,6 +31,7 @@ import psycopg
 from pydantic import ValidationError
 
 from .errors import LockError, StateError, validation_problem
+from .fsutil import with_replaced
 from .i18n import _, ngettext
 from .records import _APPLIED, PendingRequest, Records, is_journal_entry, log, utc_now
 
@@ -142,13 +143,7 @@ def lock_key(purpose: str, partner: str) -> int:
 def storable(value: Any) -> Any:
     """``value`` (JSON-like) with every character PostgreSQL refuses replaced by U+FFFD, so a
     hostile name or error message never stops an apply from recording what it did."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable(v) for v in value]
-    return value
+    return with_replaced(value, _UNSTORABLE)
 
 
 def writer_id() -> str:
