@@ -1,4 +1,6 @@
-"""The controller's records: protection, the managed set, pending requests, files and the lock."""
+"""The controller's records: protection, the managed set, pending requests, files and the lock.
+(The PostgreSQL store's own tests are in test_pgstore.py; the journal's concurrency is tested
+here on both stores.)"""
 
 from __future__ import annotations
 
@@ -8,13 +10,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import customer, desired, gid, records, sub, want, world
+from helpers import PARTNER, customer, desired, gid, records, sub, want, world
 
 from controller.errors import LockError, StateError
-from controller.records import FileStore, Records, effective_protected, next_records
+from controller.records import (
+    FileStore,
+    Records,
+    RecordStore,
+    effective_protected,
+    next_records,
+)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +150,46 @@ def test_journal_group_commit_keeps_every_line_and_each_writers_order(tmp_path: 
     assert len(lines) == 16 * 200
     for n in range(16):
         assert [e["i"] for e in lines if e["writer"] == n] == list(range(200))
+
+
+@pytest.fixture(params=["file", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStore]:
+    """A store of each kind, empty."""
+    if request.param == "file":
+        yield FileStore(tmp_path)
+        return
+    from controller.pgstore import PostgresStore
+
+    opened = PostgresStore(request.getfixturevalue("pg_url"), PARTNER)
+    yield opened
+    opened.close()
+
+
+def test_the_executors_threads_journal_through_either_store_losing_nothing(
+    store: RecordStore,
+) -> None:
+    """Workers append at once, some waiting for durability (as the executor's do): every entry
+    is kept, in each worker's order, and the records saved meanwhile are intact."""
+    import threading
+
+    def worker(n: int) -> None:
+        for i in range(60):
+            store.append_journal(
+                {"event": "action_applied", "run": f"w{n}", "id": str(i)}, sync=i % 3 == 0
+            )
+        store.sync_journal()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    store.save(records(managed=(1, 2), pending=(3,)))
+    for thread in threads:
+        thread.join()
+    entries = store.read_journal()
+    assert len(entries) == 8 * 60
+    for n in range(8):
+        assert [int(e["id"]) for e in entries if e["run"] == f"w{n}"] == list(range(60))
+    assert store.load() == records(managed=(1, 2), pending=(3,))
 
 
 def test_a_journal_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
