@@ -1,6 +1,7 @@
 """Journal before acting: nothing changes before the run's start (and the action's) is on disk;
 when the journal cannot be written (disk full, read-only, EIO), no further action starts, those
-in flight finish, and the outcome is still reported. The attack first: a journal that fails."""
+in flight finish, and the outcome is still reported. The attack first: a journal that fails.
+The last test is the PostgreSQL store's: its connection ended by the server mid-run."""
 
 from __future__ import annotations
 
@@ -121,3 +122,36 @@ def test_cli_apply_with_a_read_only_journal_file_changes_nothing(example: Path) 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "Apply: applied 0 of 6" in result.stdout
     assert snapshot(example / "state")["world.json"] == before["world.json"]
+
+
+def test_when_the_database_goes_away_mid_run_no_further_action_starts(pg_url: str) -> None:
+    """The PostgreSQL store's journal failing: the store's session is ended by the server
+    after the second change (a failover, an administrator, a lost network)."""
+    import uuid
+
+    import psycopg
+
+    from controller.pgstore import PostgresStore
+
+    current, made = six_independent_suspensions()
+    store = PostgresStore(pg_url, str(uuid.uuid4()))
+    backend = store._conn.info.backend_pid
+
+    class CutAfterTwo(MemoryProvider):
+        def _call(self, *call: str) -> None:
+            super()._call(*call)
+            if len(self.calls) == 2:
+                with psycopg.connect(pg_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+
+    provider = CutAfterTwo(current)
+    executor = Executor(provider, store, parallelism=1)
+    results = executor.run(made)
+    assert [r.id for r in results] == [a.id for a in made.actions]  # the outcome is complete
+    assert len(provider.calls) == 2  # nothing started once the journal could not record it
+    assert executor.journal_error is not None, "the lost connection halts the run"
+    assert [r.status for r in results].count("applied") == 2
+    skipped = [r.error or "" for r in results if r.status == "skipped"]
+    assert any("the journal cannot be written" in error for error in skipped)
+    with pytest.raises(StateError, match="connection was lost"):
+        store.append_journal({"event": "x"})  # it writes nothing more, ever
