@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from .errors import LockError, StateError, validation_problem
 from .fsutil import with_replaced
 from .i18n import _, ngettext
-from .records import _APPLIED, PendingRequest, Records, is_journal_entry, log, utc_now
+from .records import APPLIED_SNAPSHOT, PendingRequest, Records, is_journal_entry, log, utc_now
 
 if TYPE_CHECKING:
     from .observation import Observations, Observed
@@ -382,7 +382,7 @@ class PostgresStore:
             ).fetchall()
         )
         try:
-            return _APPLIED.validate_python(dict(rows))
+            return APPLIED_SNAPSHOT.validate_python(dict(rows))
         except ValidationError as exc:  # a row edited by hand: stop before anything is done
             raise StateError(
                 _(

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .observation import Observations, Observed
 
 JOURNAL_MAX_BYTES = 16 * 1024 * 1024
-_APPLIED = TypeAdapter(dict[str, dict[str, str]])
+APPLIED_SNAPSHOT = TypeAdapter(dict[str, dict[str, str]])
 # The fields of a journal entry that readers rely on, and their types (others are kept as they are).
 _JOURNAL_FIELDS: dict[str, type | tuple[type, ...]] = {
     "event": str,
@@ -288,7 +288,7 @@ class FileStore:
         """The drift baseline; none yet is an empty one. A damaged file stops the plan (before
         anything is done) with one line saying how to rebuild it."""
         try:
-            return _APPLIED.validate_json(self.applied_path.read_bytes())
+            return APPLIED_SNAPSHOT.validate_json(self.applied_path.read_bytes())
         except FileNotFoundError:
             return {}
         except OSError as exc:
