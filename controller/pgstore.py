@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from .errors import LockError, StateError, validation_problem
 from .fsutil import with_replaced
 from .i18n import _, ngettext
-from .records import APPLIED_SNAPSHOT, PendingRequest, Records, is_journal_entry, log, utc_now
+from .records import APPLIED_SNAPSHOT, PendingRequest, Records, is_journal_entry, utc_now
 
 if TYPE_CHECKING:
     from .observation import Observations, Observed
