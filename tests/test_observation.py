@@ -560,3 +560,27 @@ def test_a_stale_etag_is_sent_again_only_if_the_subscription_is_still_as_planned
     with pytest.raises(PermanentProviderError, match="changed since this run read it"):
         wrong.reactivate_subscription(customer_id, subscription_id)
     assert patches == ["e3"]  # never sent again
+
+
+def test_every_output_says_how_old_the_oldest_observation_is() -> None:
+    from controller.document import to_document
+    from controller.plan import Freshness, Plan
+    from controller.render.markdown import render_plan as markdown
+    from controller.render.text import render_plan as text
+
+    seen = Freshness(
+        oldest=NOW - timedelta(hours=3, minutes=12), age_seconds=11520, from_cache=9999, read=1
+    )
+    plan = Plan(fingerprint="f" * 64, freshness=seen)
+    line = "the oldest observation is 3 h 12 min old"
+    assert line in text(plan) and line in markdown(plan)
+    assert "1 customer read now, 9999 from the observation cache" in text(plan)
+    assert to_document(plan)["observation"] == {
+        "oldest": "2026-03-01T08:48:00Z",
+        "age_seconds": 11520,
+        "from_cache": 9999,
+        "read": 1,
+    }
+    everything_read = Plan(fingerprint="f" * 64, freshness=replace(seen, from_cache=0))
+    assert "observation" not in text(everything_read)  # nothing from the cache: no line
+    assert "observation" not in to_document(Plan(fingerprint="f" * 64))  # the local world
