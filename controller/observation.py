@@ -269,11 +269,6 @@ class ObservationFile:
             atomic_write(self.path, (_mac(self._key, body) + b"\n" + body).decode())
 
 
-def dump_entry(observed: Observed | None) -> str | None:
-    """One observation as JSON text (the PostgreSQL store's column)."""
-    return observed.model_dump_json() if observed is not None else None
-
-
 def load_entries(rows: Mapping[str, Any]) -> Observations:
     """Observations from stored JSON values (customer id -> dict or None); raises
     ValidationError when one is not an observation."""

@@ -443,7 +443,11 @@ class PostgresStore:
     ) -> None:
         """Write the customers read now (and those newly listed), and forget those no longer
         listed, in one transaction; a row is never replaced by an older observation."""
-        from .observation import dump_entry
+
+        def entry(observed: Observed | None) -> str | None:
+            if observed is None:
+                return None  # listed, never read
+            return json.dumps(storable(observed.model_dump(mode="json")))
 
         def write(conn: psycopg.Connection[Any]) -> None:
             stored = {
@@ -461,7 +465,7 @@ class PostgresStore:
                     (self.partner, gone),
                 )
             rows = [
-                (self.partner, c, o.observed_at if o else None, dump_entry(o))
+                (self.partner, c, o.observed_at if o else None, entry(o))
                 for c, o in observations.items()
                 if c in fresh or c not in stored
             ]

@@ -240,6 +240,24 @@ def test_what_postgresql_refuses_in_a_name_or_an_error_is_stored_as_a_replacemen
     assert store.read_journal()[-1]["error"] == "bad \ufffd byte \ufffd"
 
 
+def test_what_postgresql_refuses_in_an_observed_name_is_cached_as_a_replacement(
+    pg_url: str,
+) -> None:
+    """A customer's name comes from Partner Center (untrusted): a NUL or a lone surrogate in it
+    must not make the observation cache's row refused, and so the plan fail."""
+    from helpers import NOW, customer, sub
+
+    from controller.observation import Observed
+
+    hostile = customer(1, sub(10), name="Contoso \x00 \ud800 Ltd")
+    seen = {gid(1): Observed(customer=hostile, observed_at=NOW, listed="d")}
+    store = PostgresStore(pg_url, PARTNER)
+    store.save_observations(PARTNER, seen, frozenset(seen))
+    cached = store.load_observations(PARTNER)[gid(1)]
+    assert cached is not None and cached.customer.name == "Contoso \ufffd \ufffd Ltd"
+    assert cached.customer.subscriptions == hostile.subscriptions
+
+
 def test_the_journal_keeps_each_partners_last_entries_however_partners_interleave(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
