@@ -38,7 +38,7 @@ from .plan import (
     plan,
 )
 from .protection import keep_protection, read_witnesses, remember_protected
-from .providers.base import Provider
+from .providers.base import CachingProvider, Provider
 from .ratelimit import RateLimiter
 from .records import FileStore, Records, RecordStore, next_records
 from .render import Outcome
@@ -196,17 +196,16 @@ def observe(
     the customers ``policy`` asks for (and ``also``) read now and the rest from the cache, which
     is then updated; from any other (the local world, a file read), all of it. With ``check``,
     the partner check comes before anything is cached."""
-    incremental = getattr(provider, "observe_with", None)
-    if incremental is None:
+    if not isinstance(provider, CachingProvider):
         current = provider.observe()
         if check:
             check_partner(desired, current, store.load())
         return current, None
-    partner = provider.settings.tenant_id  # type: ignore[attr-defined]
+    partner = provider.tenant_id
     records = store.load()
     cached = store.load_observations(partner) if policy.refresh != "full" else {}
     needs = plan_needs(desired, records, store.load_applied(), also)
-    observed: Observation = incremental(cached, needs, policy)
+    observed: Observation = provider.observe_with(cached, needs, policy)
     current = observed.current
     if check:
         check_partner(desired, current, records)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..current import CurrentState
+
+if TYPE_CHECKING:
+    from ..observation import Needs, Observation, Observed, ObservePolicy
 
 # The executor names the logical request it is making (run and action), the same across retries
 # of that action, so that a remote provider can send an idempotency key the service de-duplicates.
@@ -37,4 +41,21 @@ class Provider(Protocol):
 
     def request_relationship(self, customer_id: str) -> str:
         """Ask the customer for a reseller relationship; returns the invitation link."""
+        ...
+
+
+@runtime_checkable
+class CachingProvider(Provider, Protocol):
+    """A provider whose observation is costly (Partner Center: a request per customer), so that
+    a plan reads only the customers it needs and takes the others from the observation cache."""
+
+    @property
+    def tenant_id(self) -> str:
+        """The partner's tenant: whose observation cache this provider's readings go to."""
+        ...
+
+    def observe_with(
+        self, cached: Mapping[str, Observed | None], needs: Needs, policy: ObservePolicy
+    ) -> Observation:
+        """What ``needs`` and ``policy`` ask for read now, the rest as ``cached`` has it."""
         ...

@@ -278,6 +278,10 @@ class PartnerCenterProvider:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # incl. pydantic's
             return _bad_response(exc)
 
+    @property
+    def tenant_id(self) -> str:
+        return self.settings.tenant_id
+
     def observe(self) -> CurrentState:
         """Every customer, read now."""
         return self.observe_with({}, Needs(), FULL).current
