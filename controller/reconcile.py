@@ -173,8 +173,9 @@ def make_plan(
     """Observe (as much as ``policy`` asks) and plan the targeted part, with the partner check;
     changes nothing but the observation cache."""
     with paused_gc():
-        current, freshness = observe(provider, store, desired, policy, check=True)
-        records, warnings = load_records(store, desired, current)
+        records = store.load()
+        current, freshness = observe(provider, store, desired, records, policy, check=True)
+        records, warnings = with_protection(store, records, desired, current)
         made = attribute_drift(plan(desired, current, records), desired, store.load_applied())
         check_mistyped_ids(desired, current, made, line=customer_line)
         if warnings:
@@ -187,6 +188,7 @@ def observe(
     provider: Provider,
     store: RecordStore,
     desired: Desired,
+    records: Records,
     policy: ObservePolicy,
     *,
     also: frozenset[str] = frozenset(),
@@ -199,10 +201,9 @@ def observe(
     if not isinstance(provider, CachingProvider):
         current = provider.observe()
         if check:
-            check_partner(desired, current, store.load())
+            check_partner(desired, current, records)
         return current, None
     partner = provider.tenant_id
-    records = store.load()
     cached = store.load_observations(partner) if policy.refresh != "full" else {}
     needs = plan_needs(desired, records, store.load_applied(), also)
     observed: Observation = provider.observe_with(cached, needs, policy)
@@ -228,12 +229,11 @@ def observed_source(provider: Provider) -> str:
     return "local_world" if isinstance(provider, WorldProvider) else "partner_center"
 
 
-def load_records(
-    store: RecordStore, desired: Desired, current: CurrentState
+def with_protection(
+    store: RecordStore, records: Records, desired: Desired, current: CurrentState
 ) -> tuple[Records, tuple[str, ...]]:
-    """The records, with any protection lifted by hand kept (and a warning for each): see
-    ``protection``."""
-    records = store.load()
+    """``records`` (the store's), with any protection lifted by hand kept (and a warning for
+    each): see ``protection``."""
     partner_id = records.partner_id or current.partner.id
     return keep_protection(
         records,
@@ -314,8 +314,9 @@ def apply(
         # Afterwards: what the actions touched is read again (and cached), whatever --refresh.
         touched = frozenset(a.customer_id for a in chosen.actions)
         again = policy if policy.refresh == "full" else replace(policy, refresh="auto")
-        after, _freshness = observe(provider, store, desired, again, also=touched)
-        remaining = _record_and_replan(desired, after, store, options.targets, problems)
+        left = store.load()  # the records as the apply left them (pending requests)
+        after, _freshness = observe(provider, store, desired, left, again, also=touched)
+        remaining = _record_and_replan(desired, after, store, left, options.targets, problems)
         return Outcome(chosen, results, replace(remaining, source=chosen.source), tuple(problems))
 
 
@@ -342,6 +343,7 @@ def _record_and_replan(
     desired: Desired,
     after: CurrentState,
     store: RecordStore,
+    left: Records,
     targets: Targets,
     problems: list[str],
 ) -> Plan:
@@ -350,7 +352,7 @@ def _record_and_replan(
     that cannot be written is added to ``problems``: the outcome is still reported."""
     # A customer that could not be observed keeps its records and baseline as they were.
     observed = replace(targets, exclude=targets.exclude | frozenset(after.unobserved or ()))
-    before, _warnings = load_records(store, desired, after)  # the plan warned already
+    before, _warnings = with_protection(store, left, desired, after)  # the plan warned already
     records = target_records(before, next_records(before, desired, after), observed)
     remaining = plan(desired, after, records)
     settled = settled_snapshot(desired, after, remaining)
