@@ -252,7 +252,18 @@ def _provider_option(function: Any) -> Any:
     metavar="DURATION",
     help=_(
         "With --refresh auto: cached observations older than this (36h, 2d) are read again, "
-        "the oldest first, a bounded number per run."
+        "the oldest first, at most --max-stale per run."
+    ),
+)
+@click.option(
+    "--max-stale",
+    type=click.IntRange(min=0),
+    default=50,  # observation.STALE_PER_RUN: not imported here, it would load pydantic at start
+    show_default=True,
+    metavar="N",
+    help=_(
+        "With --refresh auto: how many customers observed more than --max-age ago are read "
+        "again per run, the oldest first (0: none; the nightly --refresh full reads the rest)."
     ),
 )
 @_lock_timeout_option
@@ -382,6 +393,7 @@ def _run(
     rate_limit: float | None,
     refresh: str,
     max_age: str,
+    max_stale: int,
     yes: bool,
     watch: bool,
     interval: float,
@@ -414,6 +426,7 @@ def _run(
         rate_limit=rate_limit,
         refresh=refresh,  # type: ignore[arg-type]  # one of click's choices
         max_age=_max_age(max_age),
+        max_stale=max_stale,
         targets=_targets(only, exclude),
         state_url=state_url,
         partner=partner,

@@ -21,6 +21,7 @@ from .i18n import _, english_plural
 from .observation import (
     DEFAULT_MAX_AGE,
     FULL,
+    STALE_PER_RUN,
     Observation,
     ObservePolicy,
     Refresh,
@@ -69,6 +70,7 @@ class Options:
     # How much of a Partner Center tenant a plan reads afresh (see ``observation``).
     refresh: Refresh = "auto"
     max_age: timedelta = DEFAULT_MAX_AGE
+    max_stale: int = STALE_PER_RUN
 
     @property
     def requests_per_minute(self) -> float:
@@ -160,7 +162,9 @@ def opened(store: RecordStore) -> Iterator[RecordStore]:
 
 
 def policy_of(options: Options) -> ObservePolicy:
-    return ObservePolicy(refresh=options.refresh, max_age=options.max_age)
+    return ObservePolicy(
+        refresh=options.refresh, max_age=options.max_age, stale_per_run=options.max_stale
+    )
 
 
 def make_plan(

@@ -584,3 +584,32 @@ def test_every_output_says_how_old_the_oldest_observation_is() -> None:
     everything_read = Plan(fingerprint="f" * 64, freshness=replace(seen, from_cache=0))
     assert "observation" not in text(everything_read)  # nothing from the cache: no line
     assert "observation" not in to_document(Plan(fingerprint="f" * 64))  # the local world
+
+
+def test_max_stale_bounds_how_many_old_observations_a_run_reads_again(example: Path) -> None:
+    from conftest import start_emulator
+    from helpers import run
+
+    from controller.observation import STALE_PER_RUN
+
+    assert Options(state_dir=example).max_stale == STALE_PER_RUN == 50  # the CLI's default too
+    stop, env = start_emulator(example / "state", Knobs(token=TOKEN))
+    try:
+        dry = ("--provider", "partner-center", "--dry-run", "--output", "json")
+        applied = run("--provider", "partner-center", "--yes", cwd=example, env=env)
+        assert applied.returncode == 0, applied.stderr  # now few customers are needed
+        counts = {}
+        for bound in ("0", "1", "50"):
+            cached = {**env, "PARTNER_RECONCILER_CACHE_DIR": str(example / f"cache-{bound}")}
+            assert run(*dry, cwd=example, env=cached).returncode == 0  # fills this cache
+            advanced = run("world", "advance", "2d", cwd=example)  # every entry 2 days old
+            assert advanced.returncode == 0, advanced.stderr
+            made = run(*dry, "--max-stale", bound, cwd=example, env=cached)
+            assert made.returncode in (0, 2), made.stderr
+            counts[bound] = json.loads(made.stdout)["observation"]["read"]
+        # The needed customers always; then one old one more; then every old one.
+        assert counts["0"] + 1 == counts["1"] < counts["50"], counts
+        bad = run(*dry, "--max-stale", "-1", cwd=example, env=env)
+        assert bad.returncode == 1 and "--max-stale" in bad.stderr
+    finally:
+        stop()
