@@ -390,9 +390,9 @@ def import_customers(
     desired = load_specs(specs_dir) if specs_dir.exists() else Desired()
     provider = open_provider(options)
     with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
-        current = provider.observe()
         records = store.load()
-        check_partner(desired, current, records)
+        # Everyone read now: the observation cache is filled, so the next plan reads little.
+        current = observe(provider, store, desired, records, FULL, check=True)[0]
         result = plan_import(current, desired, specs_dir, sorted(wanted))
         check_observed(current, {c.id for c in result.customers})
         write_import(result, specs_dir, force=force)

@@ -72,3 +72,25 @@ def test_import_never_overwrites_a_spec_file_without_force(
     forced = reconcile("import", "--customers", TAILSPIN, "--force")
     assert forced.returncode == 0
     assert TAILSPIN in target.read_text()
+
+
+def test_import_from_partner_center_fills_the_observation_cache(example: Path) -> None:
+    from conftest import TOKEN, start_emulator
+    from helpers import run
+
+    from controller.emulator import Knobs
+
+    shutil.rmtree(example / "specs")
+    stop, env = start_emulator(example / "state", Knobs(token=TOKEN))
+    try:
+        center = ("--provider", "partner-center")
+        assert run("import", *center, cwd=example, env=env).returncode == 0
+        # No request at all: everything the plan needs was observed by the import.
+        cached = run(
+            *center, "--dry-run", "--refresh", "none", "--output", "json", cwd=example, env=env
+        )
+        assert cached.returncode == 0, cached.stderr
+        assert json.loads(cached.stdout)["observation"]["read"] == 0
+        assert json.loads(cached.stdout)["actions"] == []
+    finally:
+        stop()
