@@ -19,7 +19,19 @@ from typing import Any
 import click
 
 from .errors import ReconcileError, SpecError
-from .i18n import LANGUAGES, _, ngettext, shown
+from .i18n import LANGUAGES, _, ngettext, shown, translate_click
+
+translate_click()  # before the commands below are declared
+
+# --lang: taken by every command, before or after its name (``entry.main`` reads it first).
+_LANG_DECLS = ("--lang",)
+_LANG_ATTRS: dict[str, Any] = {
+    "type": click.Choice(LANGUAGES, case_sensitive=False),
+    "expose_value": False,
+    "help": _(
+        "Language of plans and messages (default: from LANGUAGE, LC_ALL, LC_MESSAGES or LANG)."
+    ),
+}
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -295,15 +307,7 @@ def _provider_option(function: Any) -> Any:
 )
 @_state_url_option
 @_listen_option
-@click.option(
-    "--lang",
-    type=click.Choice(LANGUAGES, case_sensitive=False),
-    expose_value=False,
-    help=_(
-        "Language of plans and messages, before any subcommand (default: from LANGUAGE, "
-        "LC_ALL, LC_MESSAGES or LANG)."
-    ),
-)
+@click.option(*_LANG_DECLS, **_LANG_ATTRS)
 @click.version_option(package_name="partner-reconciler")
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
@@ -1199,6 +1203,13 @@ def commands(command: click.Command) -> list[click.Command]:
     return found
 
 
+def take_lang_everywhere(command: click.Command) -> None:
+    """``reconcile status --lang zh-TW`` as well as ``reconcile --lang zh-TW status``."""
+    for each in commands(command):
+        if not any(p.name == "lang" for p in each.params):
+            each.params.append(click.Option(_LANG_DECLS, **_LANG_ATTRS))
+
+
 def translate_help(command: click.Command) -> None:
     """Commands' help comes from their docstrings, which ``_()`` cannot wrap: translated here,
     once (the catalogue has them: ``scripts/l10n.py`` extracts them from this tree)."""
@@ -1218,6 +1229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request lines
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     translate_help(cli)
+    take_lang_everywhere(cli)
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,

@@ -21,8 +21,13 @@ from typing import Any
 DOMAIN = "partner-reconciler"
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("en", "zh-TW")  # what --lang accepts
+# click's own words ("Usage:", "Error: …", "No such option …"): a catalogue of their own, made
+# from the installed click by scripts/l10n.py.
+CLICK_DOMAIN = "click"
+CLICK_MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types")
 
 _translation: gettext.NullTranslations = gettext.NullTranslations()
+_click_translation: gettext.NullTranslations = gettext.NullTranslations()
 
 # English text made by english(), and how to translate it: (message, plural, count, arguments).
 _Recipe = tuple[str, str | None, int, tuple[Any, ...]]
@@ -59,13 +64,41 @@ def catalogue_name(language: str) -> str:
 def set_language(language: str | None) -> None:
     """Translate into ``language`` from now on; None, C, POSIX, or a language without a
     catalogue: English."""
-    global _translation
+    global _translation, _click_translation
     if not language or language in ("C", "POSIX"):
-        _translation = gettext.NullTranslations()
+        _translation = _click_translation = gettext.NullTranslations()
         return
+    languages = [catalogue_name(language)]
     _translation = gettext.translation(
-        DOMAIN, localedir=LOCALE_DIR, languages=[catalogue_name(language)], fallback=True
+        DOMAIN, localedir=LOCALE_DIR, languages=languages, fallback=True
     )
+    _click_translation = gettext.translation(
+        CLICK_DOMAIN, localedir=LOCALE_DIR, languages=languages, fallback=True
+    )
+
+
+def translate_click() -> None:
+    """click looks its words up with the standard ``gettext`` (the process's locale and default
+    domain, where there is no catalogue for them): point each of its modules' ``_`` and
+    ``ngettext`` at the click catalogue in the chosen language instead, so that ``--lang``
+    holds for "Usage:" and "Error:" too. Before the commands are declared: some of click's
+    words are taken then (the help of ``--version``)."""
+    import importlib
+
+    for name in CLICK_MODULES:
+        module = importlib.import_module(f"click.{name}")
+        if hasattr(module, "_"):
+            module._ = _click_gettext  # type: ignore[attr-defined]
+        if hasattr(module, "ngettext"):
+            module.ngettext = _click_ngettext  # type: ignore[attr-defined]
+
+
+def _click_gettext(message: str) -> str:
+    return _click_translation.gettext(message)
+
+
+def _click_ngettext(singular: str, plural: str, n: int) -> str:
+    return _click_translation.ngettext(singular, plural, n)
 
 
 def _(message: str) -> str:

@@ -20,8 +20,8 @@ import l10n  # noqa: E402
 from babel.messages.pofile import read_po  # noqa: E402
 
 
-def zh_tw() -> object:
-    with l10n.po_path("zh_TW").open("rb") as file:
+def zh_tw(domain: str = l10n.DOMAIN) -> object:
+    with l10n.po_path("zh_TW", domain).open("rb") as file:
         return read_po(file, locale="zh_TW")
 
 
@@ -36,11 +36,13 @@ def fields(message: str) -> list[str]:
     return [*named, str(positional), *percent]
 
 
-def test_every_message_of_the_source_is_translated() -> None:
-    """Extracted from the source with Babel now, so a new message without a translation fails."""
-    catalogue = zh_tw()
+@pytest.mark.parametrize("domain", ["partner-reconciler", "click"])
+def test_every_message_of_the_source_is_translated(domain: str) -> None:
+    """Extracted from the source (and from the installed click, for its own words: "Usage:",
+    "Error:") with Babel now, so a new message without a translation fails."""
+    catalogue = zh_tw(domain)
     problems = []
-    for message in l10n.extract():
+    for message in l10n.templates()[domain]:
         if not message.id:
             continue
         translated = catalogue.get(message.id)  # type: ignore[attr-defined]
@@ -55,9 +57,25 @@ def test_every_message_of_the_source_is_translated() -> None:
     assert not problems, "\n".join(problems) + "\n(run python scripts/l10n.py and translate)"
 
 
-def test_the_compiled_catalogue_is_the_one_of_the_po() -> None:
-    mo = l10n.po_path("zh_TW").with_suffix(".mo")
-    assert mo.read_bytes() == l10n.compiled(zh_tw()), "run python scripts/l10n.py"  # type: ignore[arg-type]
+@pytest.mark.parametrize("domain", ["partner-reconciler", "click"])
+def test_the_compiled_catalogue_is_the_one_of_the_po(domain: str) -> None:
+    mo = l10n.po_path("zh_TW", domain).with_suffix(".mo")
+    assert mo.read_bytes() == l10n.compiled(zh_tw(domain)), "run python scripts/l10n.py"  # type: ignore[arg-type]
+
+
+def test_clicks_own_words_are_translated_and_lang_goes_anywhere(example: Path) -> None:
+    wrong = run("--lang", "zh-TW", "--max-stale", "many", cwd=example)
+    assert wrong.returncode == 1
+    assert "用法： reconcile" in wrong.stderr and "錯誤：'--max-stale' 的值無效" in wrong.stderr
+    unknown = run("status", "--bogus", "--lang", "zh-TW", cwd=example)
+    assert "錯誤：沒有 '--bogus' 這個選項。" in unknown.stderr
+    after = run("status", "--lang", "zh-TW", cwd=example)  # --lang after the subcommand
+    assert after.returncode == 0, after.stderr
+    assert "待接受的關係要求" in after.stdout
+    helped = run("world", "advance", "--help", "--lang", "zh-TW", cwd=example).stdout
+    assert "顯示此說明並結束。" in helped and "\n選項:\n" in helped
+    english = run("status", "--bogus", cwd=example, env={**os.environ, "LANGUAGE": "en"})
+    assert "Error: No such option '--bogus'." in english.stderr
 
 
 def test_the_catalogues_are_packaged() -> None:
