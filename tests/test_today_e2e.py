@@ -409,3 +409,43 @@ def test_a_customers_own_offboarding_is_remembered_in_the_records_until_it_leave
     assert steps(document) == [("cancel_subscription", 51), ("remove_relationship", None)]
     assert [in_world(example, 1, n)["status"] for n in (51, 52)] == ["deleted", "deleted"]
     assert in_world(example, 1)["relationship"] == "none"
+
+
+@BOTH_PROVIDERS
+def test_a_legacy_add_on_ends_with_its_base_or_holds_the_removal_until_it_has_ended(
+    example: Path, reconcile: Runner
+) -> None:
+    def addon(n: int, parent: int, status: str = "active") -> Subscription:
+        return sub(n, status).model_copy(update={"parent_id": gid(parent)})
+
+    given(
+        example,
+        customer(
+            1,
+            sub(11),
+            addon(12, parent=11),  # ends with 11, suspended by this plan
+            sub(13, "suspended").model_copy(update={"suspended_by": "microsoft"}),
+            addon(14, parent=13),  # its base already suspended: nothing here can end it
+        ),
+        customer(9),
+        specs=[listed(1), listed(9)],
+    )
+    assert reconcile().returncode == 0  # listed: now a managed customer
+    write_specs(example, [listed(9)])  # customer 1 leaves
+    text, planned = dry(reconcile, example)
+    assert steps(planned) == [("suspend_subscription", 11)]  # never an add-on on its own
+    assert blocks(planned) == [("remove_relationship", 14, "addon_follows_base", None)]
+    assert "which ends only with its base subscription" in text
+    assert reconcile().returncode == 0
+    assert [in_world(example, 1, n)["status"] for n in (11, 12)] == ["suspended", "suspended"]
+    assert in_world(example, 1)["relationship"] == "reseller"  # held by the add-on 14
+
+    # Someone ends the add-on in the portal: the next run removes the relationship.
+    path = example / "state" / "world.json"
+    document = json.loads(path.read_text())
+    document["customers"][0]["subscriptions"][3]["status"] = "suspended"
+    path.write_text(json.dumps(document))
+    last = reconcile("--output", "json")
+    assert last.returncode == 0, last.stderr
+    assert steps(json.loads(last.stdout)) == [("remove_relationship", None)]
+    assert in_world(example, 1)["relationship"] == "none"
