@@ -4,7 +4,8 @@
 
 Customers ``--remove`` (a share) are managed but left out of the specs (each becomes a removal);
 ``--drift`` of the rest differ in one subscription's quantity. ``--one-file`` writes one big spec
-file instead of one per customer, ``--per-file N`` files of N customers."""
+file instead of one per customer, ``--per-file N`` files of N customers; ``--clock`` gives the
+world a clock of its own (``now``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def generate(
     one_file: bool = False,
     per_file: int = 1,
     seed: int = 1,
+    clock: str | None = None,
 ) -> None:
     rng = random.Random(seed)
     world, specs, managed = [], [], []
@@ -71,11 +73,10 @@ def generate(
     state, spec_dir = out / "state", out / "specs"
     state.mkdir(parents=True, exist_ok=True)
     spec_dir.mkdir(parents=True, exist_ok=True)
-    (state / "world.json").write_text(
-        json.dumps(
-            {"partner": {"id": PARTNER, "name": "Bench Partner"}, "customers": world}, indent=1
-        )
-    )
+    document: dict[str, object] = {"partner": {"id": PARTNER, "name": "Bench Partner"}}
+    if clock is not None:
+        document["now"] = clock
+    (state / "world.json").write_text(json.dumps({**document, "customers": world}, indent=1))
     (state / "records.json").write_text(
         json.dumps(
             {
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--one-file", action="store_true")
     parser.add_argument("--per-file", type=int, default=1, help="customers a spec file")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--clock", help="the world's own clock (ISO 8601 UTC); default: none")
     args = parser.parse_args()
     generate(
         args.out,
@@ -120,6 +122,7 @@ def main() -> None:
         one_file=args.one_file,
         per_file=args.per_file,
         seed=args.seed,
+        clock=args.clock,
     )
 
 

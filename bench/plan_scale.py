@@ -12,28 +12,39 @@ For each, in turn and ``--repeat`` times:
 - ``yaml``: a Python process that reads every spec file and parses it with
   ``yaml.load(text, Loader=yaml.CSafeLoader)`` (PyYAML's libyaml C loader), nothing else;
 - ``cold``: the dry run without a parse cache (a fresh ``PARTNER_RECONCILER_CACHE_DIR``);
-- ``warm``: the dry run again, the specs unchanged.
+- ``warm``: the dry run again, specs and world unchanged: the previous run's output is reused
+  (``controller/planreuse.py``);
+- ``changed``: "warm, one changed": the dry run after one customer's quantity is edited in its
+  spec file, a real plan with the parse cache warm (the edited file parsed again).
+
+The generated world keeps its own clock (``now``), as the shipped example's does: a world without
+one is planned at the wall clock, and such a run is never reused.
 
 Figures are medians of the wall times and of the peak resident set sizes, and the medians of the
-ratios cold/yaml and warm/yaml taken pair by pair in the same round (the machine's speed drifts
-between rounds), of wall time and of CPU time (user and system: on a machine shared with other
-work, wall time counts the waits for a processor too). Quote ratios, not seconds."""
+ratios cold/yaml, warm/yaml and changed/yaml taken pair by pair in the same round (the machine's
+speed drifts between rounds), of wall time and of CPU time (user and system: on a machine shared
+with other work, wall time counts the waits for a processor too). Quote ratios, not seconds."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RECONCILE = Path(sys.executable).with_name("reconcile")
 BIG_FILE_CUSTOMERS = 10_000
+CLOCK = "2026-12-01T09:00:00Z"
+KINDS = ("cold", "warm", "changed")
 
 C_LOADER = """
 import sys, yaml
@@ -56,6 +67,21 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
+@contextmanager
+def edited_customer(specs: Path) -> Iterator[None]:
+    """One customer's first quantity one higher, in its spec file, for the time of a run."""
+    path = min((specs / "customers").glob("*.yaml"))
+    text = path.read_text(encoding="utf-8")
+    match = re.search(r"quantity: (\d+)", text)
+    assert match is not None, path
+    edited = f"{text[: match.start(1)]}{int(match.group(1)) + 1}{text[match.end(1) :]}"
+    path.write_text(edited, encoding="utf-8")
+    try:
+        yield
+    finally:
+        path.write_text(text, encoding="utf-8")
+
+
 def run_case(
     customers: int, layout: str, drift: float, repeat: int, reconcile: Path
 ) -> dict[str, float]:
@@ -69,7 +95,8 @@ def run_case(
         # in its peak (fork), so this one stays small.
         subprocess.run(
             [sys.executable, str(HERE / "generate.py"), str(root), "--customers", str(customers)]
-            + ["--subscriptions", "5", "--drift", str(drift), "--per-file", str(per_file)],
+            + ["--subscriptions", "5", "--drift", str(drift), "--per-file", str(per_file)]
+            + ["--clock", CLOCK],
             check=True,
         )
         dry_run = [str(reconcile), "--dry-run", "--output", "json"]
@@ -79,13 +106,15 @@ def run_case(
             figures = {"yaml": measure([python, "-c", C_LOADER, str(root / "specs")], root)}
             figures["cold"] = measure(dry_run, root)
             figures["warm"] = measure(dry_run, root)
+            with edited_customer(root / "specs"):
+                figures["changed"] = measure(dry_run, root)
             rounds.append(figures)
     result: dict[str, float] = {}
-    for kind in ("yaml", "cold", "warm"):
+    for kind in ("yaml", *KINDS):
         result[f"{kind}_s"] = statistics.median(r[kind][0] for r in rounds)
         result[f"{kind}_mb"] = statistics.median(r[kind][1] for r in rounds)
         result[f"{kind}_cpu"] = statistics.median(r[kind][2] for r in rounds)
-    for kind in ("cold", "warm"):
+    for kind in KINDS:
         result[f"{kind}_x"] = statistics.median(r[kind][0] / r["yaml"][0] for r in rounds)
         result[f"{kind}_cpu_x"] = statistics.median(r[kind][2] / r["yaml"][2] for r in rounds)
     return result
@@ -98,11 +127,12 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    styles = {"yaml": "^--", "cold": "o-", "warm": "s-"}
+    styles = {"yaml": "^--", "cold": "o-", "changed": "d-", "warm": "s-"}
     labels = {
         "yaml": "PyYAML C loader (parse only)",
         "cold": "dry run, cold",
-        "warm": "dry run, warm",
+        "changed": "dry run, warm, one customer changed",
+        "warm": "dry run, warm, unchanged (reused)",
     }
     layouts = {"files": "one file a customer", "big": "big files"}
     for layout, by_size in results.items():
@@ -143,8 +173,9 @@ def main() -> None:
     results: dict[str, dict[int, dict[str, float]]] = {}
     header = (
         f"{'customers':>9} {'layout':>6} {'yaml s':>7} {'cold s':>7} {'warm s':>7} "
-        f"{'cold/yaml':>9} {'warm/yaml':>9} {'cpu: cold/yaml':>14} {'warm/yaml':>9} "
-        f"{'peak MB cold/warm':>18}"
+        f"{'changed s':>9} {'cold/yaml':>9} {'warm/yaml':>9} {'changed/yaml':>12} "
+        f"{'cpu: cold/yaml':>14} {'warm/yaml':>9} {'changed/yaml':>12} "
+        f"{'peak MB cold/warm/changed':>26}"
     )
     print(header)
     for layout in args.layouts.split(","):
@@ -153,9 +184,10 @@ def main() -> None:
             results.setdefault(layout, {})[size] = r
             print(
                 f"{size:>9} {layout:>6} {r['yaml_s']:>7.2f} {r['cold_s']:>7.2f} "
-                f"{r['warm_s']:>7.2f} {r['cold_x']:>8.2f}x {r['warm_x']:>8.2f}x "
-                f"{r['cold_cpu_x']:>13.2f}x {r['warm_cpu_x']:>8.2f}x "
-                f"{r['cold_mb']:>8.0f} / {r['warm_mb']:<7.0f}",
+                f"{r['warm_s']:>7.2f} {r['changed_s']:>9.2f} {r['cold_x']:>8.2f}x "
+                f"{r['warm_x']:>8.2f}x {r['changed_x']:>11.2f}x "
+                f"{r['cold_cpu_x']:>13.2f}x {r['warm_cpu_x']:>8.2f}x {r['changed_cpu_x']:>11.2f}x "
+                f"{r['cold_mb']:>8.0f} / {r['warm_mb']:.0f} / {r['changed_mb']:.0f}",
                 flush=True,
             )
     if args.json:

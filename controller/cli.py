@@ -448,6 +448,10 @@ def _run(
         # A dry run is short and makes no cycles worth collecting: the collector's passes over
         # the many objects of a large plan would only cost time (see perf.paused_gc).
         gc.disable()
+        if plan_out is None and options.provider == "local" and not options.state_url:
+            from . import planreuse
+
+            planreuse.allow()  # a pure function of files and the command line: may be replayed
     desired = load_specs(specs_dir, cache=spec_cache_path(specs_dir))
     if dry_run:
         return _dry_run(desired, options, output, detailed_exitcode, plan_out, fail_on_warnings)

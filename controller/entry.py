@@ -9,14 +9,29 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Set the language from ``--lang`` or the environment, then run the command line."""
-    from .i18n import language_from, set_language
+    """Replay a dry run whose inputs are unchanged (``planreuse``); else set the language from
+    ``--lang`` or the environment, and run the command line."""
+    from . import planreuse  # first, and alone: a replay imports nothing else
 
     args = list(sys.argv[1:] if argv is None else argv)
+    reuse = planreuse.start(args, os.environ)
+    if reuse is not None:
+        replayed = reuse.replay()
+        if replayed is not None:
+            return replayed
+        reuse.record()
+    from .i18n import language_from, set_language
+
     set_language(language_from(args, os.environ))
     from .cli import main as cli_main  # after the language: option help is translated on import
 
-    return cli_main(args)
+    code: int | None = None
+    try:
+        code = cli_main(args)
+    finally:
+        if reuse is not None:
+            reuse.finish(code)
+    return code
 
 
 if __name__ == "__main__":

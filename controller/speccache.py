@@ -21,8 +21,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import secrets
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +30,11 @@ import pydantic
 
 from . import __version__
 from .fsutil import atomic_write
+from .usercache import DIR_VARIABLE, OFF_VARIABLE, cache_dir
+from .usercache import mac as _mac
+from .usercache import machine_key as _machine_key
 
-DIR_VARIABLE = "PARTNER_RECONCILER_CACHE_DIR"
-OFF_VARIABLE = "PARTNER_RECONCILER_NO_CACHE"
-KEY_BYTES = 32
+__all__ = ["DIR_VARIABLE", "OFF_VARIABLE", "SpecCache", "_mac", "_machine_key", "cache_file"]
 
 
 def cache_file(specs_dir: Path, environ: Mapping[str, str]) -> Path | None:
@@ -51,34 +50,7 @@ def cache_file(specs_dir: Path, environ: Mapping[str, str]) -> Path | None:
 
 
 def _cache_dir(environ: Mapping[str, str]) -> Path:
-    if environ.get(DIR_VARIABLE):
-        return Path(environ[DIR_VARIABLE]).absolute()
-    import platformdirs  # $XDG_CACHE_HOME or ~/.cache on Linux; the platform's own elsewhere
-
-    return Path(platformdirs.user_cache_dir("partner-reconciler"))
-
-
-def _machine_key(directory: Path) -> bytes | None:
-    """The HMAC key of this cache directory, made on first use; None when it cannot be had
-    safely (not ours, readable by others, not a regular file): then there is no cache."""
-    path = directory / "specs-cache.key"
-    with contextlib.suppress(FileExistsError):
-        directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_bytes(KEY_BYTES))
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as file:
-        info = os.fstat(file.fileno())
-        safe = stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
-        if not safe or info.st_mode & 0o077:
-            return None
-        key = file.read(KEY_BYTES + 1)
-    return key if len(key) == KEY_BYTES else None
-
-
-def _mac(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+    return Path(cache_dir(environ))
 
 
 class SpecCache:

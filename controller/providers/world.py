@@ -52,6 +52,9 @@ class WorldProvider:
 
     def clock(self) -> datetime:
         """The wall clock, for a world that keeps no clock of its own (no ``now``)."""
+        from .. import planreuse
+
+        planreuse.spoil("the wall clock")  # not an input a dry run's reuse can check
         return datetime.now(UTC)
 
     def _clocked(self, world: CurrentState) -> CurrentState:
