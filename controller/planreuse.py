@@ -288,10 +288,10 @@ class Recording:
         self.spoiled: str | None = None  # why it may not be reused
 
     def see(self, event: str, args: tuple[Any, ...]) -> None:
+        if args and isinstance(args[0], int):
+            return  # a file descriptor (fchmod, fdopen, scandir): its opening was seen before
         if event == "open":
             path, mode, flags = args
-            if isinstance(path, int):
-                return  # a file descriptor: its file was opened (and seen) before
             path = _absolute(path)
             writes = (mode is not None and any(c in mode for c in "wax+")) or (
                 mode is None and flags & _WRITE_FLAGS

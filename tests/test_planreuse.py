@@ -221,6 +221,7 @@ def test_what_a_run_does_beyond_reading_spoils_it(tmp_path: Path) -> None:
         ("open", (str(tmp_path / "pkg" / "__pycache__" / "m.pyc.1"), None, os.O_WRONLY)),
         ("open", (str(tmp_path / "specs" / "a.yaml"), "r", 0)),
         ("os.scandir", (str(tmp_path / "specs"),)),
+        ("os.chmod", (7, 0o644, -1)),  # a descriptor (of a file whose opening was seen)
     ):
         recording.see(event, args)
     assert recording.spoiled is None
@@ -262,3 +263,27 @@ def test_the_cache_directory_is_platformdirs_one(monkeypatch: pytest.MonkeyPatch
     for value in ("/somewhere/cache", ""):
         monkeypatch.setenv("XDG_CACHE_HOME", value)
         assert usercache.cache_dir(os.environ) == platformdirs.user_cache_dir("partner-reconciler")
+
+
+def test_writing_the_parse_cache_does_not_spoil_a_run_writing_elsewhere_does(
+    tmp_path: Path,
+) -> None:
+    """Through the real audit hook: the parse cache's atomic write (mkstemp, fchmod, rename in
+    the cache directory) leaves the run reusable; the same write anywhere else does not."""
+    from controller.fsutil import atomic_write
+
+    cache = tmp_path / "cache"
+    (tmp_path / "specs.yaml").write_text("customers: []\n")
+    run_ = planreuse.Run.__new__(planreuse.Run)
+    run_.directory = str(cache)
+    try:
+        planreuse._recording = recording = planreuse.Recording(run_)
+        planreuse._install_hook()
+        atomic_write(cache / "specs-x.json", "{}")
+        (tmp_path / "specs.yaml").read_text()
+        assert recording.spoiled is None
+        assert str(tmp_path / "specs.yaml") in recording.read
+        atomic_write(tmp_path / "plan.json", "{}")
+        assert recording.spoiled is not None
+    finally:
+        planreuse._recording = None
