@@ -24,6 +24,7 @@ tests/test_fastyaml.py compares both readers over every spec text of the tests a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
@@ -59,7 +60,6 @@ _APART_NUMBER = r"[-+]?(?:0[0-9_]+|0[oOxXbB][0-9a-fA-F_]*|[0-9]+_[0-9_]*) *(?:#.
 # After a key, after a dash, on a line of its own (each starting with a fixed text, which the
 # regular expression engine finds fast).
 _NUMBER_AFTER = tuple(re.compile(p + _APART_NUMBER, re.MULTILINE) for p in (r": +", r"- +"))
-_NUMBER_HINTS = (":  ", ": 0", ": +", ": -", "-  ", "- 0", "- +", "_")
 _NUMBER_LINE = re.compile(r"\n *" + _APART_NUMBER, re.MULTILINE)
 _NUMBER_FIRST = re.compile(r" *" + _APART_NUMBER, re.MULTILINE)  # on the first line
 _COMPACT = re.compile(r"- +-(?: |$)", re.MULTILINE)  # "- - x": nesting without indentation
@@ -78,9 +78,7 @@ def _declined_text(text: str) -> bool:
         return True
     if "- " in text and _COMPACT.search(text):
         return True
-    if any(hint in text for hint in _NUMBER_HINTS) and any(
-        number.search(text) for number in _NUMBER_AFTER
-    ):
+    if any(number.search(text) for number in _NUMBER_AFTER):  # (cheaper than looking for hints)
         return True
     return _NUMBER_FIRST.match(text) is not None or _NUMBER_LINE.search(text) is not None
 
@@ -114,15 +112,48 @@ _INFINITE = re.compile(r"\.(?:inf|Inf|INF|nan|NaN|NAN)")
 
 def fast_load(text: str) -> Any:
     """The document of ``text`` as PyYAML's ``SpecLoader`` reads it, or ``DECLINED``."""
-    if yaml_rs is None or _declined_text(text) or _INFINITE.search(text):
-        return DECLINED
-    try:
-        document = yaml_rs.loads(text, parse_datetime=False)
-        # Checked as JSON, in C: orjson refuses keys that are not strings and integers beyond
-        # 64 bits, and every string is then a quoted run of the text searched below.
-        serialized = orjson.dumps(document)
-    except Exception:  # noqa: BLE001 - any error: PyYAML reads it again and says what it is
-        return DECLINED
-    if _RESOLVED.search(serialized) or any(f.search(serialized) for f in _FLOATS):
-        return DECLINED
-    return document
+    loaded = fast_load_many([text])[0]
+    return DECLINED if loaded is DECLINED else loaded[0]
+
+
+def fast_load_many(texts: Sequence[str]) -> list[Any]:
+    """For each text, its document as PyYAML's ``SpecLoader`` reads it and that document as
+    JSON, or ``DECLINED``.
+
+    The checks run once over all the texts together, each separated from the next by a line
+    break (a regular expression costs as much to start as to scan a small file): every check is
+    of one line at most, so what declines one text declines them all together, and only then
+    is each text checked again on its own."""
+    if yaml_rs is None:
+        return [DECLINED] * len(texts)
+    readable = [True] * len(texts)
+    # ASCII texts apart from the others, which need the slower check of every character.
+    ascii_texts = [text.isascii() for text in texts]
+    for kind in (True, False):
+        group = [n for n, text_is_ascii in enumerate(ascii_texts) if text_is_ascii is kind]
+        if group and _declined_texts("\n".join(texts[n] for n in group)):
+            for n in group:
+                readable[n] = not _declined_texts(texts[n])
+    loaded: list[Any] = []
+    for text, plain in zip(texts, readable, strict=True):
+        try:
+            document = yaml_rs.loads(text, parse_datetime=False) if plain else DECLINED
+            # Checked as JSON, in C: orjson refuses keys that are not strings and integers
+            # beyond 64 bits, and every string is then a quoted run of the text searched below.
+            loaded.append(DECLINED if document is DECLINED else (document, orjson.dumps(document)))
+        except Exception:  # noqa: BLE001 - any error: PyYAML reads it again and says what it is
+            loaded.append(DECLINED)
+    # The same for the documents, as JSON separated by line breaks (which no check matches).
+    if _declined_json(b"\n".join(item[1] for item in loaded if item is not DECLINED)):
+        loaded = [
+            DECLINED if item is DECLINED or _declined_json(item[1]) else item for item in loaded
+        ]
+    return loaded
+
+
+def _declined_texts(text: str) -> bool:
+    return _declined_text(text) or _INFINITE.search(text) is not None
+
+
+def _declined_json(serialized: bytes) -> bool:
+    return _RESOLVED.search(serialized) is not None or any(f.search(serialized) for f in _FLOATS)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import yaml
 from pydantic import (
     BaseModel,
@@ -28,12 +29,13 @@ from pydantic import (
 
 from .current import MAX_QUANTITY
 from .errors import SpecError, SpecProblem
+from .fastyaml import DECLINED, fast_load_many
 from .i18n import _, ngettext
 from .ids import CustomerId, Guid
 from .perf import paused_gc, share_fields_sets
 from .speccache import SpecCache
 from .specfiles import find_spec_files, read_spec_bytes
-from .yamlload import Path_, cut, format_field, line_of, load_yaml, locate_lines, short
+from .yamlload import Path_, cut, format_field, line_of, load_yaml, locate_lines, short, small
 
 
 class _SpecModel(BaseModel):
@@ -233,10 +235,16 @@ class _SourceFile:
         return SpecProblem(self.name, self.line(path), format_field(path), message)
 
 
-def _parse(source: _SourceFile) -> SpecFile:
-    raw_spec = load_yaml(source.text, source.name)
+def _parse(source: _SourceFile, read: Any = None) -> tuple[SpecFile, bytes | None]:
+    """The spec of ``source`` and its document as JSON (what the parse cache keeps), or None if
+    that cannot be had. ``read``: what ``fast_load_many`` made of it (a document and its JSON,
+    or ``DECLINED``), or None when it has not been offered to it."""
+    if read is None or read is DECLINED:
+        raw_spec, serialized = load_yaml(source.text, source.name, fast=read is None), None
+    else:
+        raw_spec, serialized = read
     if raw_spec is None:
-        raw_spec = {}
+        raw_spec, serialized = {}, b"{}"
     if not isinstance(raw_spec, dict):
         message = _("must be a mapping with the keys partner and customers")
         raise SpecError([SpecProblem(source.name, 1, "", message)])
@@ -245,7 +253,12 @@ def _parse(source: _SourceFile) -> SpecFile:
     except ValidationError as exc:
         raise SpecError(_validation_problems(source, raw_spec, exc)) from exc
     _check_subscription_ids(source, spec)
-    return spec
+    if serialized is None:  # read by PyYAML: valid, it holds only what JSON holds (strict types)
+        try:
+            serialized = orjson.dumps(raw_spec)
+        except TypeError:  # a lone surrogate (a YAML escape): not cached, read every time
+            return spec, None
+    return spec, serialized
 
 
 # A file may hold hundreds of thousands of mistakes (a list of 400,000 numbers where customers go):
@@ -331,35 +344,80 @@ def _decode(raw: bytes, name: str) -> _SourceFile:
         raise SpecError([SpecProblem(name, 1, "", _("not UTF-8 text"))]) from exc
 
 
+# Files are read in batches of about this many bytes, their texts checked together by the faster
+# YAML reader (``fast_load_many``), and each batch parsed before the next is read: the texts and
+# documents of all files at once would cost as much memory as the models.
+BATCH_BYTES = 512 * 1024
+
+
+@dataclass
+class _Read:
+    """A spec file read: its text and content hash, and its spec when the cache had it."""
+
+    source: _SourceFile
+    digest: str
+    spec: SpecFile | None
+
+
 def _parse_all(
     paths: list[Path], cache: SpecCache
 ) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
+    batch: list[_Read | SpecError] = []
+    size = 0
     for path in paths:
         try:
             raw = read_spec_bytes(path)
             cache.count(len(raw))
             digest = hashlib.sha256(raw).hexdigest()
             source = _decode(raw, str(path))
-            spec = _cached(cache, source, digest)
-            if spec is None:
-                spec = _parse(source)
-                cache.put(source.name, digest, spec.model_dump_json())
+        except SpecError as exc:
+            batch.append(exc)
+            continue
+        spec = _cached(cache, source, digest)
+        batch.append(_Read(source, digest, spec))
+        size += 0 if spec is not None else len(raw)
+        if size >= BATCH_BYTES:
+            yield from _parsed(batch, cache)
+            batch, size = [], 0
+    yield from _parsed(batch, cache)
+
+
+def _parsed(
+    batch: list[_Read | SpecError], cache: SpecCache
+) -> Iterator[tuple[_SourceFile, SpecFile] | SpecError]:
+    """The files of ``batch`` in order, those not cached parsed (and cached)."""
+    texts = [
+        r.source.text
+        for r in batch
+        if isinstance(r, _Read) and r.spec is None and small(r.source.text)
+    ]
+    fast = iter(fast_load_many(texts))
+    for read in batch:
+        if isinstance(read, SpecError):
+            yield read
+            continue
+        source, spec = read.source, read.spec
+        if spec is not None:
             yield source, spec
+            continue
+        try:
+            spec, serialized = _parse(source, next(fast) if small(source.text) else None)
         except SpecError as exc:
             yield exc
+            continue
+        if serialized is not None:
+            cache.put(source.name, read.digest, serialized)
+        yield source, spec
 
 
 def _cached(cache: SpecCache, source: _SourceFile, digest: str) -> SpecFile | None:
     """The cached spec of ``source`` after exactly the checks a parsed one passes, or None
     (then the file is parsed): a cached entry is never trusted over them."""
-    raw_spec = cache.get(source.name, digest)
-    if raw_spec is None:
+    document = cache.get(source.name, digest)
+    if document is None:
         return None
     try:
-        if isinstance(raw_spec, str):
-            spec = SpecFile.model_validate_json(raw_spec)
-        else:
-            spec = SpecFile.model_validate(raw_spec)
+        spec = SpecFile.model_validate_json(document)
         _check_subscription_ids(source, spec)
     except (ValidationError, SpecError):
         cache.drop(source.name)

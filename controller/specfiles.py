@@ -139,10 +139,13 @@ def read_spec_bytes(path: Path) -> bytes:
 
 
 def _read_at_most(descriptor: int, size: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes; plain ``os.read`` calls, sized by the file's ``size``: a buffered
-    file object costs more than the read itself for a small spec file."""
+    """Up to ``limit`` bytes; plain ``os.read`` calls, sized by the file's ``size`` (one call
+    when it reads exactly that): a buffered file object costs more than the read itself for a
+    small spec file."""
     parts = [os.read(descriptor, min(size + 1, limit))]
     total = len(parts[0])
+    if total == size:  # all of it, and no more: at its end (no second call to find that out)
+        return parts[0]
     while parts[-1] and total < limit:  # a file that grew since, or a short read
         parts.append(os.read(descriptor, min(limit - total, 1 << 16)))
         total += len(parts[-1])

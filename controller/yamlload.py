@@ -80,6 +80,12 @@ def node_bound(text: str) -> int:
     return 1 + entries + 2 * pairs + text.count("[")
 
 
+def small(text: str) -> bool:
+    """Whether ``text`` is too short to compose to more than ``MAX_NODES`` nodes (each character
+    adds at most two to ``node_bound``): it needs no counting."""
+    return 2 * len(text) < MAX_NODES
+
+
 class SpecLoader(_BaseLoader):
     """The safe loader (libyaml's C parser when present) with the limits of this module, refusing
     duplicate mapping keys too."""
@@ -182,18 +188,19 @@ SpecLoader.add_constructor(_TAG + "timestamp", _construct_timestamp)
 SpecLoader.add_constructor(_TAG + "value", SpecLoader.construct_yaml_str)  # a plain "=" is text
 
 
-def load_yaml(text: str, name: str) -> Any:
+def load_yaml(text: str, name: str, *, fast: bool = True) -> Any:
     """The one document of ``text``, within this module's limits; SpecError (one line, with the
-    line of the offending node) otherwise."""
-    # Each character adds at most two to the bound: a small file needs no counting.
-    if 2 * len(text) >= MAX_NODES and node_bound(text) > MAX_NODES:
+    line of the offending node) otherwise. ``fast=False``: the faster reader has declined it
+    already (``fastyaml.fast_load_many``)."""
+    if not small(text) and node_bound(text) > MAX_NODES:
         message = _("too many YAML nodes (the limit is {:,} a file): split it into several files")
         raise SpecError([SpecProblem(name, 1, "", message.format(MAX_NODES))])
-    from .fastyaml import DECLINED, fast_load  # here: it builds on this module's loader
+    if fast:
+        from .fastyaml import DECLINED, fast_load  # here: it builds on this module's loader
 
-    fast = fast_load(text)
-    if fast is not DECLINED:
-        return fast
+        document = fast_load(text)
+        if document is not DECLINED:
+            return document
     try:
         return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - a safe loader
     except RefusedYAML as exc:

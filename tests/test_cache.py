@@ -40,9 +40,9 @@ def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     parsed: list[str] = []
     original = spec_module._parse
 
-    def counting(source):  # type: ignore[no-untyped-def]
+    def counting(source, *args):  # type: ignore[no-untyped-def]
         parsed.append(Path(source.name).name)
-        return original(source)
+        return original(source, *args)
 
     monkeypatch.setattr(spec_module, "_parse", counting)
     return parsed
@@ -125,17 +125,13 @@ def test_a_cache_committed_to_the_checkout_has_no_effect(example: Path) -> None:
     assert plan == json.loads(before.stdout)
 
 
-def _write_entry(cache: Path, specs: Path, name: str, spec: dict[str, object], key: bytes) -> None:
+def _write_entry(cache: Path, specs: Path, name: str, spec: object, key: bytes) -> None:
     """A cache file holding one entry for ``name``, authenticated with ``key``."""
     path = specs / name
-    entry = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "spec": spec}
-    body = orjson.dumps(
-        {
-            "version": SpecCache.VERSION,
-            "specs_dir": str(specs.resolve()),
-            "files": {str(path): entry},
-        }
-    )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest().encode()
+    header = orjson.dumps({"version": SpecCache.VERSION, "specs_dir": str(specs.resolve())})
+    entry = b"\t".join((orjson.dumps(str(path)), digest, orjson.dumps(spec)))
+    body = header + b"\n" + entry + b"\n"
     cache.write_bytes(hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b"\n" + body)
 
 
