@@ -60,7 +60,9 @@ _APART_NUMBER = r"[-+]?(?:0[0-9_]+|0[oOxXbB][0-9a-fA-F_]*|[0-9]+_[0-9_]*) *(?:#.
 # After a key, after a dash, on a line of its own (each starting with a fixed text, which the
 # regular expression engine finds fast).
 _NUMBER_AFTER = tuple(re.compile(p + _APART_NUMBER, re.MULTILINE) for p in (r": +", r"- +"))
-_NUMBER_LINE = re.compile(r"\n *" + _APART_NUMBER, re.MULTILINE)
+# (Possessive: backing off the indentation a space at a time, on every line, cost more than the
+# rest of this check.)
+_NUMBER_LINE = re.compile(r"\n *+" + _APART_NUMBER, re.MULTILINE)
 _NUMBER_FIRST = re.compile(r" *" + _APART_NUMBER, re.MULTILINE)  # on the first line
 _COMPACT = re.compile(r"- +-(?: |$)", re.MULTILINE)  # "- - x": nesting without indentation
 

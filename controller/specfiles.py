@@ -36,7 +36,7 @@ def _kind(mode: int) -> str:
     return _("not a regular file")
 
 
-def _refusal(path: Path, message: str) -> SpecProblem:
+def _refusal(path: Path | str, message: str) -> SpecProblem:
     return SpecProblem(str(path), 1, "", message)
 
 
@@ -45,7 +45,7 @@ class _Walk:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.files: list[tuple[tuple[str, ...], Path]] = []
+        self.files: list[tuple[tuple[str, ...], str]] = []  # as paths: no Path a file
         self.problems: list[SpecProblem] = []
         self.folders: list[tuple[Path, tuple[str, ...]]] = []
         self.linked: list[tuple[Path, tuple[str, ...]]] = []  # walked last: real paths win
@@ -69,7 +69,7 @@ class _Walk:
             # The common cases from the directory entry alone (no system call a file).
             if entry.is_file(follow_symlinks=False):
                 if name.endswith(SUFFIXES):
-                    self.files.append(((*parts, name), Path(entry.path)))
+                    self.files.append(((*parts, name), entry.path))
             elif entry.is_dir(follow_symlinks=False):
                 self.folders.append((Path(entry.path), (*parts, name)))
             else:  # a symlink, a FIFO, a device, a socket
@@ -95,7 +95,7 @@ class _Walk:
             (self.linked if link else self.folders).append((path, parts))
         elif path.name.endswith(SUFFIXES):
             if stat.S_ISREG(mode):
-                self.files.append((parts, path))
+                self.files.append((parts, str(path)))
             else:
                 message = _("{}, not a regular file: refused").format(_kind(mode))
                 self.problems.append(_refusal(path, message))
@@ -104,6 +104,11 @@ class _Walk:
 def find_spec_files(specs_dir: Path) -> list[Path]:
     """Every ``*.yaml`` / ``*.yml`` file under ``specs_dir``, recursively, in sorted path order;
     SpecError naming each symlink out, FIFO, device or unreadable folder met on the way."""
+    return [Path(path) for path in spec_file_paths(specs_dir)]
+
+
+def spec_file_paths(specs_dir: Path) -> list[str]:
+    """``find_spec_files`` as strings (a Path a file costs more than reading a small file)."""
     if not specs_dir.is_dir():
         raise ReconcileError(_("specs directory {} does not exist").format(specs_dir))
     walk = _Walk(specs_dir)
@@ -115,7 +120,7 @@ def find_spec_files(specs_dir: Path) -> list[Path]:
     return [path for _parts, path in sorted(walk.files)]
 
 
-def read_spec_bytes(path: Path) -> bytes:
+def read_spec_bytes(path: Path | str) -> bytes:
     """The bytes of one spec file: a regular file of at most ``MAX_FILE_BYTES``. Opened without
     blocking and checked again once open, so a file swapped for a FIFO cannot hang the run."""
     try:

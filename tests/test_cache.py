@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -193,3 +194,17 @@ def test_a_key_others_can_read_means_no_cache(specs: Path, tmp_path: Path, monke
     parsed = count_parses(monkeypatch)
     load_specs(specs, cache=cache)
     assert sorted(parsed) == ["c1.yaml", "c2.yaml", "c3.yaml"]
+
+
+def test_an_entry_is_held_in_about_its_own_size() -> None:
+    """50,000 entries are held at once: each costs its length, not orjson's buffer (which can
+    hold four times as much)."""
+    cache = SpecCache(None)
+    document = orjson.dumps({"customers": [{"id": gid(n), "name": f"C{n}"} for n in range(8)]})
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(200):
+        cache.put(f"specs/c{n}.yaml", hashlib.sha256(b"%d" % n).hexdigest(), document)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert held < 200 * (len(document) + 300)

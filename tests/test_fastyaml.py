@@ -9,6 +9,7 @@ import string
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -211,6 +212,45 @@ def test_random_spec_like_texts_read_the_same_or_are_left_to_pyyaml(
         lines.append(f"  - {key}: {value}" if in_list else f"    {key}:\n      {value}")
     assert_same_or_declined("\n".join(lines) + "\n")
     assert_same_or_declined(yaml.safe_dump({k: v for k, v, _ in pairs}))
+
+
+def assert_read_together_as_alone(texts: list[str]) -> None:
+    """``fast_load_many`` checks its texts together: each is read (or declined) as alone."""
+    together = fastyaml.fast_load_many(texts)
+    assert len(together) == len(texts)
+    for text, read in zip(texts, together, strict=True):
+        alone = fast_load(text)
+        if alone is DECLINED:
+            assert read is DECLINED, text
+        else:
+            assert read is not DECLINED, text
+            document, serialized = read
+            assert typed(document) == typed(alone) and orjson.loads(serialized) == document
+
+
+def test_every_spec_text_read_together_reads_as_alone() -> None:
+    texts = corpus()
+    plain = [t for t in texts if fast_load(t) is not DECLINED]
+    assert_read_together_as_alone(texts)  # the corpus declines some: each checked again
+    assert_read_together_as_alone(plain)  # none: all taken at once
+    assert_read_together_as_alone(APART + plain)
+    for text in APART:  # one declined text in a batch declines only itself
+        assert_read_together_as_alone([*plain[:20], text, *plain[20:40]])
+    # What only the start of a file may hold: a line of its own, indentation of 12 columns.
+    starts = ["010\n", "            a: 1\n", "- - a\n", "[\n", "a: [\n"]
+    assert_read_together_as_alone([t for s in starts for t in (s, plain[0], s)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(SCALARS, SCALARS, st.booleans()), max_size=4), max_size=6))
+def test_random_texts_read_together_read_as_alone(
+    files: list[list[tuple[str, str, bool]]],
+) -> None:
+    texts = []
+    for pairs in files:
+        lines = [f"- {k}: {v}" if in_list else f"{k}:\n  {v}" for k, v, in_list in pairs]
+        texts.append("\n".join(lines))  # without a last line break: the next text follows
+    assert_read_together_as_alone(texts)
 
 
 def test_limits_hold_on_the_fast_path_too(monkeypatch: pytest.MonkeyPatch) -> None:

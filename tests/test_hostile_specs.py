@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from controller import spec as spec_module
 from controller.errors import SpecError
-from controller.spec import find_spec_files, load_specs
+from controller.spec import load_specs
+from controller.specfiles import find_spec_files
 from controller.yamlload import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, node_bound
 
 GOOD = f"customers:\n  - id: {gid(1)}\n    name: Contoso\n"
@@ -106,6 +107,22 @@ def test_hostile_yaml_is_refused_in_one_short_line(tmp_path: Path, case: str) ->
     line = only_problem(tmp_path)
     assert line.startswith(f"{path}{expected}"), line
     assert "\n" not in line and len(line) < 300 + len(str(path))
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_TEXT))
+def test_a_hostile_file_among_plain_ones_read_together_is_refused_alone(
+    tmp_path: Path, case: str
+) -> None:
+    """Spec files are read in batches, their texts checked together: one hostile file among
+    them gives its own one line, and the plain ones around it load as before."""
+    for n in range(40):
+        write(tmp_path, f"c{n:02d}.yaml", f"customers:\n  - id: {gid(100 + n)}\n    name: C{n}\n")
+    make, expected = HOSTILE_TEXT[case]
+    path = write(tmp_path, "c19a.yaml", make())
+    line = only_problem(tmp_path)
+    assert line.startswith(f"{path}{expected}"), line
+    path.unlink()
+    assert len(load_specs(tmp_path).customers) == 40
 
 
 def test_the_node_bound_is_an_upper_bound_and_tight_for_a_normal_spec() -> None:
