@@ -39,6 +39,11 @@ DRIFT = Gauge(
     "Actions of the last plan that undo changes made outside the specs (in the portal).",
     registry=REGISTRY,
 )
+UNOBSERVED = Gauge(
+    "reconcile_unobserved_customers",
+    "Customers the last pass could not observe (left out of its plan; the pass goes on).",
+    registry=REGISTRY,
+)
 LAST_SUCCESS = Gauge(
     "reconcile_last_success_timestamp_seconds",
     "When the last pass that completed without error ended (Unix time).",
@@ -75,6 +80,7 @@ def record_plan(plan: Plan) -> None:
         PLAN_ACTIONS.labels(type=action_type).set(count)
     DRIFT.set(sum(1 for a in plan.actions if a.drift))
     BLOCKED.set(len(plan.blocked))
+    UNOBSERVED.set(len(plan.unobserved))
 
 
 def record_outcome(outcome: Outcome) -> None:
@@ -84,6 +90,7 @@ def record_outcome(outcome: Outcome) -> None:
     for result in outcome.results:
         ACTIONS.labels(type=types.get(result.id, "unknown"), result=result.status).inc()
     BLOCKED.set(len(outcome.remaining.blocked))
+    UNOBSERVED.set(len(outcome.unobserved))
 
 
 def record_pass(ok: bool) -> None:

@@ -279,3 +279,18 @@ def test_an_applying_pass_says_what_it_changed_and_idle_passes_stay_quiet(
     assert last.startswith("Converged") or "waits for the customer to accept" in last, last
     idle = w.passes()[1:]
     assert idle and all("applied 0, failed 0" in line for line in idle)
+
+
+def test_the_customers_a_pass_could_not_observe_are_a_metric() -> None:
+    """Watch mode goes on past a customer it could not read (the others are planned); the gauge
+    is what an alert watches."""
+    from controller import metrics
+    from controller.plan import Plan
+
+    def gauge() -> float | None:
+        return metrics.REGISTRY.get_sample_value("reconcile_unobserved_customers")
+
+    metrics.record_plan(Plan("f" * 64, unobserved={"c1": "timeout", "c2": "HTTP 500"}))
+    assert gauge() == 2
+    metrics.record_plan(Plan("f" * 64))
+    assert gauge() == 0
