@@ -161,10 +161,14 @@ class Run:
         entry = self.read()
         if entry is None:
             return None
-        for stream, text in entry["output"]:
-            target = sys.stdout if stream == 1 else sys.stderr
-            target.write(text)
-            target.flush()
+        try:
+            for stream, text in entry["output"]:
+                target = sys.stdout if stream == 1 else sys.stderr
+                target.write(text)
+                target.flush()
+        except BrokenPipeError:  # the reader left (``| head``): say nothing more, as Python advises
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         with contextlib.suppress(OSError):  # the most recently used are kept
             os.utime(self.path)
         return int(entry["code"])

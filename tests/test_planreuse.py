@@ -287,3 +287,24 @@ def test_writing_the_parse_cache_does_not_spoil_a_run_writing_elsewhere_does(
         assert recording.spoiled is not None
     finally:
         planreuse._recording = None
+
+
+def test_a_replay_into_a_closed_pipe_stops_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            return 99
+
+    moved: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "dup2", lambda a, b: moved.append((a, b)))
+    monkeypatch.setattr(sys, "stdout", Closed())
+    run_ = planreuse.Run.__new__(planreuse.Run)
+    entry = {"output": [[1, "plan\n"]], "code": 0}
+    monkeypatch.setattr(run_, "read", lambda: entry, raising=False)
+    monkeypatch.setattr(run_, "path", str(tmp_path / "entry.json"), raising=False)
+    assert run_.replay() == 1
+    assert [b for _a, b in moved] == [99]  # stdout now goes nowhere: no traceback at exit
