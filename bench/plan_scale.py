@@ -126,7 +126,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    figure, axes = plt.subplots(figsize=(7.2, 5.6))
     styles = {"yaml": "^--", "cold": "o-", "changed": "d-", "warm": "s-"}
     labels = {
         "yaml": "PyYAML C loader (parse only)",
@@ -150,7 +150,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
     axes.set_ylabel("whole process, CPU s (user + system), median")
     axes.set_title("reconcile --dry-run against the C loader's parse")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
