@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -941,7 +942,8 @@ def accept(
         with opened(open_store(options)) as store:
             pending = store.load().pending_by_id.get(customer_id)  # type: ignore[call-overload]
         name = pending.name if pending else None
-    LocalProvider(state_dir).accept_invitation(customer_id, name)
+    with closing(LocalProvider(state_dir)) as provider:
+        provider.accept_invitation(customer_id, name)
     click.echo(
         _("{} accepted the invitation: the relationship is now reseller.").format(customer_id)
     )
@@ -999,7 +1001,8 @@ def world_add_customer(
         domain=domain,
         relationship=relationship,
     )
-    LocalProvider(state_dir).change(lambda w: add_customer(w, customer))
+    with closing(LocalProvider(state_dir)) as provider:
+        provider.change(lambda w: add_customer(w, customer))
     click.echo(_("added customer {} ({})").format(name, customer.id))
 
 
@@ -1039,7 +1042,8 @@ def world_add_subscription(
         quantity=quantity,
         status=status,
     )
-    LocalProvider(state_dir).change(lambda w: add_subscription(w, customer_id, subscription))
+    with closing(LocalProvider(state_dir)) as provider:
+        provider.change(lambda w: add_subscription(w, customer_id, subscription))
     click.echo(_("added subscription {} to customer {}").format(subscription.id, customer_id))
 
 
@@ -1069,7 +1073,8 @@ def advance(duration: str, state_dir: Path) -> None:
     from .providers.local import LocalProvider
 
     by = parse_duration(duration)
-    before, after = LocalProvider(state_dir).advance(by)
+    with closing(LocalProvider(state_dir)) as provider:
+        before, after = provider.advance(by)
     click.echo(_("The world's clock is now {}.").format(iso_utc(after.now)))
     for customer in after.customers:
         was = before.customers_by_id[customer.id].subscriptions_by_id

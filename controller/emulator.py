@@ -64,6 +64,7 @@ _DESCRIPTION_OF_CODE = {
     "3000": "The relationship between the partner and customer does not exist",
 }
 BOM = "\ufeff".encode()
+COMPACT_WHEN_QUIET = 1.0  # seconds without a change before the log is folded into world.json
 AZURE_PLAN_PRODUCT = {"id": "Azure", "displayName": "Azure"}
 NCE_PRODUCT = {"id": "OnlineServicesNCE", "displayName": "OnlineServicesNCE"}
 # suspensionReasons: the partner's own suspension as the service records it, and one of
@@ -257,7 +258,9 @@ class Emulator:
     """The service's behaviour, independent of HTTP plumbing (``handle`` is easy to test)."""
 
     def __init__(self, state_dir: Path, knobs: Knobs | None = None) -> None:
-        self.world = LocalProvider(state_dir)
+        # Its changes are appended to the world's change log, folded into world.json once
+        # a second passes without one, so that the file a person opens is seldom behind.
+        self.world = LocalProvider(state_dir, compact_when_quiet=COMPACT_WHEN_QUIET)
         self.knobs = knobs or Knobs()
         self._random = random.Random(self.knobs.seed)
         self._random_lock = threading.Lock()
@@ -266,6 +269,10 @@ class Emulator:
         # Slow changes accepted with 202: (customer, subscription) -> [reads left, quantity].
         self._in_progress: dict[tuple[str, str], list[int]] = {}
         self._progress_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Fold the world's change log into world.json (on shutdown)."""
+        self.world.close()
 
     def clock(self) -> datetime:
         """The service's clock, sent as each answer's ``Date``: the world's own (``now``) when
@@ -563,11 +570,20 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet: requests carry bearer tokens in headers, and tests run many
 
 
-def make_server(
-    state_dir: Path, *, port: int = 0, knobs: Knobs | None = None
-) -> ThreadingHTTPServer:
+class EmulatorServer(ThreadingHTTPServer):
+    """The HTTP server of one emulator; closing it folds the world's log into world.json."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, emulator: Emulator) -> None:
+        self.emulator = emulator
+        super().__init__(("127.0.0.1", port), type("Handler", (_Handler,), {"emulator": emulator}))
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.emulator.close()
+
+
+def make_server(state_dir: Path, *, port: int = 0, knobs: Knobs | None = None) -> EmulatorServer:
     """An emulator bound to 127.0.0.1 (port 0: any free port); call serve_forever() to run it."""
-    handler = type("Handler", (_Handler,), {"emulator": Emulator(state_dir, knobs)})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
-    return server
+    return EmulatorServer(port, Emulator(state_dir, knobs))

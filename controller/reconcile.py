@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -287,7 +287,11 @@ def apply(
     running finish and are recorded."""
     check_not_empty(desired, allow_mass_removal=options.allow_mass_removal)
     provider = open_provider(options)
-    with opened(open_store(options, desired)) as store, store.lock(timeout=options.lock_timeout):
+    with (
+        opened(open_store(options, desired)) as store,
+        store.lock(timeout=options.lock_timeout),
+        closing(provider),  # the local world's change log folded into world.json, under the lock
+    ):
         policy = policy_of(options)
         fresh = make_plan(desired, provider, store, options.targets, policy)
         chosen = _choose(fresh, saved_plan and target(saved_plan, options.targets))

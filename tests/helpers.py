@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -185,3 +186,13 @@ def as_tuples(plan: Any) -> list[tuple[Any, ...]]:
         (a.id, a.type, n(a.customer_id), n(a.subscription_id), list(a.depends_on))
         for a in plan.actions
     ]
+
+
+def world_document(path: Path) -> dict[str, Any]:
+    """The world of ``path`` (a ``world.json``) as its JSON document, with the changes of its
+    log made: what the file alone holds once the log is folded in (the emulator folds it in a
+    second after its last change, so a test reading the file at once would read it behind)."""
+    from controller.providers.local import read_world, render_world
+
+    document: dict[str, Any] = json.loads(render_world(read_world(path)))
+    return document

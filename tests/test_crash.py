@@ -266,12 +266,15 @@ def test_sigkill_while_the_world_is_written_in_batches_loses_no_reported_change(
     quantities: Path, tmp_path: Path, killed: str
 ) -> None:
     """kill -9 of a local apply at parallelism 8, or of the emulator serving one: every change
-    the journal says applied is in the world file, and the next run converges."""
+    the journal says applied is in the world (world.json and its change log, where the kills
+    leave changes not yet folded in), and the next run folds the log in and converges."""
     directory = fresh_copy(quantities, tmp_path)
     world = read_world(directory / "state" / "world.json")
     before = {s.id: s.quantity for c in world.customers for s in c.subscriptions}
     rng = random.Random(7)
     kills = 3 if killed == "apply" else 2
+    log = directory / "state" / "world.changes.jsonl"
+    logs_left = 0
     for _ in range(kills):
         extra: list[str] = ["--parallelism", "8"]
         emulator, env = None, None
@@ -286,10 +289,14 @@ def test_sigkill_while_the_world_is_written_in_batches_loses_no_reported_change(
             process.send_signal(signal.SIGKILL)  # its requests now fail and are retried
             process.communicate()
         assert unwritten_but_applied(directory, before) == []
+        logs_left += log.exists()
+    assert logs_left > 0, "the kills should land while changes are in the log"
     applied = {
         e["subscription_id"] for e in file_journal(directory) if e["event"] == "action_applied"
     }
     assert 0 < len(applied) < 300, "the kills should land in the middle of applies"
     final = run(*APPLY, cwd=directory)
     assert final.returncode == 0, final.stderr
+    assert not log.exists()  # folded into world.json by the run's first write and its end
+    assert unwritten_but_applied(directory, before) == []
     assert run("--dry-run", "--detailed-exitcode", cwd=directory).returncode == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Runner
+from helpers import world_document
 
 CONTOSO = "36b8a5ac-453b-4f02-9061-e10e8bddc18a"
 FABRIKAM = "fe1536a5-06d0-4e96-8fa9-720c4ec76466"
@@ -104,7 +105,7 @@ def test_readme_walkthrough(
     assert reconcile().returncode == 0
     assert reconcile("--dry-run", "--detailed-exitcode").returncode == 0
 
-    world = json.loads((example / "state" / "world.json").read_text())
+    world = world_document(example / "state" / "world.json")
     northwind = next(c for c in world["customers"] if c["id"] == NORTHWIND)
     assert northwind["relationship"] == "reseller"
     assert {s["status"] for s in northwind["subscriptions"]} == {"active"}
@@ -162,7 +163,7 @@ def test_readme_offboarding_walkthrough(example: Path, reconcile: Runner) -> Non
         ("remove_relationship", LITWARE)
     ]
     assert reconcile().returncode == 0
-    world = json.loads((example / "state" / "world.json").read_text())
+    world = world_document(example / "state" / "world.json")
     litware_after = next(c for c in world["customers"] if c["id"] == LITWARE)
     assert litware_after["relationship"] == "none"
     assert world["now"] == "2027-03-01T09:00:00Z"

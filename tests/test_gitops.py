@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT, TOKEN, start_emulator
-from helpers import RECONCILE, run
+from helpers import RECONCILE, run, world_document
 
 from controller.emulator import Knobs
 
@@ -415,7 +415,7 @@ def test_github_team_flow_applies_the_reviewed_plan_and_stops_on_a_changed_one(
         APPROVED_DIGEST=fresh,
     )
     assert approved.returncode == 0, approved.stderr
-    world = json.loads((pipeline.world / "world.json").read_text())
+    world = world_document(pipeline.world / "world.json")
     quantities = {s["id"]: s["quantity"] for c in world["customers"] for s in c["subscriptions"]}
     assert quantities[CONTOSO_BASIC] == 31
     assert all(no_state_in(pipeline.root / name) for name in ("pr-1-merged", "pr-2-merged"))
@@ -431,7 +431,7 @@ def test_nightly_resync_fills_the_observation_cache_that_pull_request_plans_read
     resynced = github_job("resync", work, pipeline, github, event="schedule", run_id=11, sha="m")
     assert resynced.returncode == 0, resynced.stderr
     assert "partner-reconciler plan" in (work / "resync.md").read_text()
-    world = json.loads((pipeline.world / "world.json").read_text())
+    world = world_document(pipeline.world / "world.json")
     resellers = [c for c in world["customers"] if c.get("relationship", "reseller") == "reseller"]
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Runner
-from helpers import run
+from helpers import run, world_document
 from test_cli import assert_clean_failure, edit, snapshot
 
 from controller.cli import parse_duration
@@ -67,7 +67,7 @@ def test_cancellations_beyond_the_limit_are_refused_and_the_override_lifts_it(
     document = json.loads(applied.stdout)
     litware = [a["type"] for a in document["actions"] if a["customer_id"] == LITWARE]
     assert litware == ["suspend_subscription", "cancel_subscription", "remove_relationship"]
-    world = json.loads((example / "state" / "world.json").read_text())
+    world = world_document(example / "state" / "world.json")
     after = next(c for c in world["customers"] if c["id"] == LITWARE)
     assert after["relationship"] == "none"
     assert after["subscriptions"][0]["status"] == "deleted"
@@ -86,7 +86,7 @@ def test_the_window_closes_with_the_clock(example: Path, reconcile: Runner) -> N
 def test_a_renewal_gives_a_new_window_and_term(example: Path) -> None:
     advanced = run("world", "advance", "1y", cwd=example)  # Litware's E3 renews on 2027-03-01
     assert "Microsoft 365 E3 (Litware Inc): renewed until 2028-03-01" in advanced.stdout
-    world = json.loads((example / "state" / "world.json").read_text())
+    world = world_document(example / "state" / "world.json")
     e3 = next(s for c in world["customers"] for s in c["subscriptions"] if s["id"] == LITWARE_E3)
     assert e3["term_end"] == "2028-03-01T00:00:00Z"
     assert e3["cancel_until"] == "2027-03-08T00:00:00Z"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Runner
-from helpers import DAY, NOW, azure_plan, customer, gid, nce, snapshot, sub, world
+from helpers import DAY, NOW, azure_plan, customer, gid, nce, snapshot, sub, world, world_document
 from test_cli import assert_clean_failure
 
 from controller.current import Customer, Subscription
@@ -88,7 +88,7 @@ def _n(guid: str | None) -> int | None:
 
 def in_world(example: Path, customer_n: int, n: int | None = None) -> dict[str, Any]:
     """A customer of the world file (or one of its subscriptions), as stored."""
-    document = json.loads((example / "state" / "world.json").read_text())
+    document = world_document(example / "state" / "world.json")
     found = next(c for c in document["customers"] if c["id"] == gid(customer_n))
     if n is None:
         return found
@@ -266,7 +266,7 @@ def test_removal_waits_for_every_blocker_and_a_later_run_removes_the_relationshi
 
     # A person cancels the Azure subscriptions and the reservation; the NCE term ends.
     path = example / "state" / "world.json"
-    document = json.loads(path.read_text())
+    document = world_document(path)
     del document["customers"][0]["azure_reservations_open"]
     del document["customers"][0]["subscriptions"][0]["azure_subscriptions_active"]
     path.write_text(json.dumps(document))
@@ -363,7 +363,7 @@ def test_a_customer_that_could_not_be_observed_fails_the_run_unless_left_out(
     try:
         planned = reconcile("--dry-run", "--detailed-exitcode")
         partial = reconcile("--dry-run", "--detailed-exitcode", "--exclude", CONTOSO)
-        before = json.loads((example / "state" / "world.json").read_text())
+        before = world_document(example / "state" / "world.json")
         applied = reconcile("--yes")
     finally:
         stop()
@@ -382,7 +382,7 @@ def test_a_customer_that_could_not_be_observed_fails_the_run_unless_left_out(
     assert "Not converged: 1 customer could not be observed" in applied.stdout
     assert "Converged" not in applied.stdout.replace("Not converged", "")
     world_after = {
-        c["id"]: c for c in json.loads((example / "state" / "world.json").read_text())["customers"]
+        c["id"]: c for c in world_document(example / "state" / "world.json")["customers"]
     }
     assert world_after[FABRIKAM]["relationship"] == "none"  # the others were applied
     contoso_before = next(c for c in before["customers"] if c["id"] == CONTOSO)

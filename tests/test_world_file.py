@@ -13,8 +13,7 @@ from helpers import customer, gid, sub, world
 
 from controller.emulator import Emulator
 from controller.errors import PermanentProviderError
-from controller.fsutil import atomic_write
-from controller.providers import local
+from controller.providers import local, worldlog
 from controller.providers.local import LocalProvider, read_world, render_world
 
 AUTH = {"authorization": "Bearer t"}
@@ -44,25 +43,35 @@ def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 class CountingWrites:
-    """``atomic_write`` as the local world calls it, counted, and slowed down so that changes
-    arrive while a write is in flight."""
+    """The local world's writes (the whole world, or a batch appended to its log), counted, and
+    slowed down so that changes arrive while a write is in flight."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> None:
         self.writes = 0
         self.delay = delay
+        whole, append = local.atomic_write, worldlog.ChangeLog.append
 
-    def __call__(self, path: Path, text: str) -> tuple[int, int, int, int]:
+        def counted_whole(path: Path, text: str) -> tuple[int, int, int, int]:
+            self._count()
+            return whole(path, text)
+
+        def counted_append(log: worldlog.ChangeLog, line: bytes) -> tuple[int, int, int, int]:
+            self._count()
+            return append(log, line)
+
+        monkeypatch.setattr(local, "atomic_write", counted_whole)
+        monkeypatch.setattr(worldlog.ChangeLog, "append", counted_append)
+
+    def _count(self) -> None:
         self.writes += 1
         time.sleep(self.delay)
-        return atomic_write(path, text)
 
 
 def test_concurrent_changes_are_written_together_and_each_is_on_disk_when_it_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = seeded(tmp_path)
-    writes = CountingWrites(delay=0.05)
-    monkeypatch.setattr(local, "atomic_write", writes)
+    writes = CountingWrites(monkeypatch, delay=0.05)
     provider = LocalProvider(state)
     provider.observe()
     seen_on_return: dict[tuple[int, int], int] = {}
@@ -81,7 +90,7 @@ def test_concurrent_changes_are_written_together_and_each_is_on_disk_when_it_ret
     assert all(quantity(state, c) == 6 for c in range(CUSTOMERS))
     changes = CUSTOMERS * 5
     assert len(seen_on_return) == changes
-    assert writes.writes <= changes // 2, "changes that arrive during a write wait for the next"
+    assert 0 < writes.writes <= changes // 2, "changes that arrive during a write wait for the next"
 
 
 def test_the_world_is_read_and_validated_once_and_again_only_when_someone_else_changes_it(
@@ -104,25 +113,36 @@ def test_the_world_is_read_and_validated_once_and_again_only_when_someone_else_c
     assert len(reads) == 4  # the provider's three and the other provider's one
 
 
+@pytest.mark.parametrize("write", ["appended", "whole"])
 def test_a_world_that_cannot_be_written_fails_the_change_and_keeps_the_file_s_world(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str
 ) -> None:
+    """A full disk while a batch is appended to the log (the log is cut back to its last whole
+    line) or while the whole world is written (the first write after a log left behind)."""
     state = seeded(tmp_path)
     provider = LocalProvider(state)
+    provider.update_quantity(gid(3), gid(103), 4)  # the log holds one batch
+    if write == "whole":
+        provider = LocalProvider(state)  # it folds that log in with its first write
     provider.observe()
+    log = state / "world.changes.jsonl"
+    log_before = log.read_bytes()
 
-    def full(path: Path, text: str) -> None:
+    def full(*_args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(local, "atomic_write", full)
+    monkeypatch.setattr(worldlog.os, "fdatasync", full)
     with pytest.raises(PermanentProviderError, match="cannot write: No space left") as failed:
         provider.update_quantity(gid(1), gid(101), 5)
     assert failed.value.code == "io_error"
-    current = provider.observe().customers_by_id[gid(1)]
-    assert current.subscriptions_by_id[gid(101)].quantity == 1  # not shown: it is not on disk
-    monkeypatch.setattr(local, "atomic_write", atomic_write)
+    assert log.read_bytes() == log_before  # no part of the failed batch stays
+    current = provider.observe().customers_by_id
+    assert current[gid(1)].subscriptions_by_id[gid(101)].quantity == 1  # not on disk: not shown
+    assert current[gid(3)].subscriptions_by_id[gid(103)].quantity == 4
+    monkeypatch.undo()
     provider.update_quantity(gid(2), gid(102), 7)
-    assert (quantity(state, 1), quantity(state, 2)) == (1, 7)
+    assert (quantity(state, 1), quantity(state, 2), quantity(state, 3)) == (1, 7, 4)
 
 
 def test_the_emulator_serves_from_memory_and_sees_the_world_changed_under_it(

@@ -43,6 +43,10 @@ class Provider(Protocol):
         """Ask the customer for a reseller relationship; returns the invitation link."""
         ...
 
+    def close(self) -> None:
+        """Release what the provider holds, once a run is done with it."""
+        ...
+
 
 @runtime_checkable
 class CachingProvider(Provider, Protocol):

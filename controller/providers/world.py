@@ -50,6 +50,9 @@ class WorldProvider:
     def await_kept(self, ticket: int) -> None:
         """Return once the world of ``ticket`` is durable (at once by default)."""
 
+    def close(self) -> None:
+        """Leave the world as a clean shutdown should (nothing to do by default)."""
+
     def clock(self) -> datetime:
         """The wall clock, for a world that keeps no clock of its own (no ``now``)."""
         from .. import planreuse
