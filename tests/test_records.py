@@ -123,6 +123,7 @@ def test_world_file_keeps_subscriptions_in_order(tmp_path: Path) -> None:
     (tmp_path / "world.json").write_text(render_world(world(customer(1, sub(12), sub(11)))))
     provider = LocalProvider(tmp_path)
     provider.suspend_subscription(gid(1), gid(11))
+    provider.close()  # the change log folded into the file
     saved = json.loads((tmp_path / "world.json").read_text())
     assert [s["id"] for s in saved["customers"][0]["subscriptions"]] == [gid(12), gid(11)]
     assert saved["customers"][0]["subscriptions"][1]["status"] == "suspended"

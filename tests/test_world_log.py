@@ -14,25 +14,20 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PARTNER, customer, gid, run, sub, world
+from helpers import PARTNER, gid, run
+from test_world_file import AUTH, CUSTOMERS, seeded
 
 from controller.emulator import Emulator
 from controller.errors import StateError
 from controller.providers import local
-from controller.providers.local import LocalProvider, read_world, render_world
+from controller.providers.local import LocalProvider, read_world
 
 ROOT = Path(__file__).resolve().parent.parent
-AUTH = {"authorization": "Bearer t"}
-CUSTOMERS = 6
 
 
-def seeded(tmp_path: Path) -> Path:
-    """Six customers with one subscription each (quantity 1)."""
-    state = tmp_path / "state"
-    state.mkdir()
-    customers = [customer(c, sub(100 + c)) for c in range(CUSTOMERS)]
-    (state / "world.json").write_text(render_world(world(*customers, now=None)))
-    return state
+def changed(**quantities: int) -> dict[int, int]:
+    """Every customer's quantity: 1, but those given (``c1=5``: customer 1's is 5)."""
+    return {c: quantities.get(f"c{c}", 1) for c in range(CUSTOMERS)}
 
 
 def quantities(state: Path) -> dict[int, int]:
@@ -58,9 +53,9 @@ def test_changes_are_appended_to_the_log_and_every_reader_sees_them(tmp_path: Pa
     assert in_file(state)[1] == 1  # world.json is not rewritten for a change
     header, *batches = log_lines(state)
     assert set(json.loads(header)) == {"format", "world_sha256"}
-    changed = [[c["id"] for c in json.loads(line)["customers"]] for line in batches]
-    assert changed == [[gid(1)], [gid(2)]]  # one line per batch: only what it changed
-    assert quantities(state) == {0: 1, 1: 5, 2: 6, 3: 1, 4: 1, 5: 1}
+    lines = [[c["id"] for c in json.loads(line)["customers"]] for line in batches]
+    assert lines == [[gid(1)], [gid(2)]]  # one line per batch: only what it changed
+    assert quantities(state) == changed(c1=5, c2=6)
 
 
 def test_close_folds_the_log_into_world_json(tmp_path: Path) -> None:
@@ -71,7 +66,7 @@ def test_close_folds_the_log_into_world_json(tmp_path: Path) -> None:
     assert not (state / "world.changes.jsonl").exists()
     assert in_file(state)[1] == 5 and quantities(state)[1] == 5
     provider.update_quantity(gid(2), gid(102), 6)  # it goes on, in a new log
-    assert quantities(state) == {0: 1, 1: 5, 2: 6, 3: 1, 4: 1, 5: 1}
+    assert quantities(state) == changed(c1=5, c2=6)
 
 
 def test_a_log_past_its_bound_is_folded_in_by_the_next_batch(
@@ -120,7 +115,7 @@ def test_a_torn_last_line_is_ignored_and_the_next_writer_folds_the_log_in(tmp_pa
     provider = LocalProvider(state)
     provider.update_quantity(gid(2), gid(102), 6)  # its first write: the whole world
     assert not (state / "world.changes.jsonl").exists()
-    assert in_file(state) == {0: 1, 1: 5, 2: 6, 3: 1, 4: 1, 5: 1}
+    assert in_file(state) == changed(c1=5, c2=6)
 
 
 def test_a_log_of_another_world_json_is_ignored(tmp_path: Path) -> None:
@@ -132,7 +127,7 @@ def test_a_log_of_another_world_json_is_ignored(tmp_path: Path) -> None:
     compacted = LocalProvider(state)
     compacted.update_quantity(gid(2), gid(102), 6)  # first write: whole, the log removed
     (state / "world.changes.jsonl").write_bytes(log)  # ... as if the removal never happened
-    assert quantities(state) == {0: 1, 1: 5, 2: 6, 3: 1, 4: 1, 5: 1}
+    assert quantities(state) == changed(c1=5, c2=6)
     path = state / "world.json"
     path.write_text(path.read_text().replace('"quantity": 5', '"quantity": 9'))  # a later edit
     assert quantities(state)[1] == 9
@@ -145,13 +140,13 @@ def test_a_world_whose_log_someone_else_changed_is_read_again(tmp_path: Path) ->
     other = LocalProvider(state)
     other.update_quantity(gid(2), gid(102), 6)  # folds serving's log in, writes the file whole
     other.update_quantity(gid(3), gid(103), 7)  # and appends to a log of its own
-    assert quantities(state) == {0: 1, 1: 5, 2: 6, 3: 7, 4: 1, 5: 1}
+    assert quantities(state) == changed(c1=5, c2=6, c3=7)
     assert {1: 5, 2: 6, 3: 7}.items() <= {
         c: serving.observe().customers_by_id[gid(c)].subscriptions[0].quantity
         for c in range(CUSTOMERS)
     }.items()
     serving.update_quantity(gid(4), gid(104), 8)
-    assert quantities(state) == {0: 1, 1: 5, 2: 6, 3: 7, 4: 8, 5: 1}
+    assert quantities(state) == changed(c1=5, c2=6, c3=7, c4=8)
 
 
 HOSTILE = {
