@@ -266,7 +266,7 @@ def test_removal_waits_for_every_blocker_and_a_later_run_removes_the_relationshi
 
     # A person cancels the Azure subscriptions and the reservation; the NCE term ends.
     path = example / "state" / "world.json"
-    document = world_document(path)
+    document = world_document(path)  # with the emulator's changes not yet folded in
     del document["customers"][0]["azure_reservations_open"]
     del document["customers"][0]["subscriptions"][0]["azure_subscriptions_active"]
     path.write_text(json.dumps(document))
@@ -442,7 +442,7 @@ def test_a_legacy_add_on_ends_with_its_base_or_holds_the_removal_until_it_has_en
 
     # Someone ends the add-on in the portal: the next run removes the relationship.
     path = example / "state" / "world.json"
-    document = json.loads(path.read_text())
+    document = world_document(path)  # with the emulator's changes not yet folded in
     document["customers"][0]["subscriptions"][3]["status"] = "suspended"
     path.write_text(json.dumps(document))
     last = reconcile("--output", "json")
