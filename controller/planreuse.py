@@ -126,7 +126,7 @@ def key_material(
         "cwd": os.getcwd(),
         "environment": sorted((k, v) for k, v in environ.items() if k.startswith(ENVIRONMENT)),
         "streams": [_describe(stream) for stream in streams],
-        "uid": os.getuid(),
+        "uid": getattr(os, "getuid", lambda: None)(),
     }
     return _dumps(material)
 
@@ -213,12 +213,24 @@ class Run:
         entry = {"format": FORMAT, "name": self.name, "code": code}
         entry |= {"inputs": inputs, "output": output}
         body = _dumps(entry)
-        from pathlib import Path  # the real run: pathlib is loaded already
-
-        from .fsutil import atomic_write
-
-        atomic_write(Path(self.path), mac(self.key, body) + b"\n" + body, mode=0o600)
+        _write(self.path, mac(self.key, body) + b"\n" + body)
         _evict(os.path.join(self.directory, FOLDER), keep=KEEP)
+
+
+def _write(path: str, data: bytes) -> None:
+    """Replace ``path`` at once (a reader sees the old entry or the new one), without fsync: an
+    entry lost or torn by a crash fails its HMAC and is a miss, so durability buys nothing."""
+    import tempfile  # the real run only
+
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def read_entry(path: str, key: bytes) -> dict[str, Any] | None:
@@ -342,10 +354,14 @@ class Recording:
         opened = self.read - self.listed
         paths = self.read | set(_module_files())
         paths |= {os.path.dirname(p) for p in opened}
-        paths = {p for p in paths if not self.cached(p)}
-        inputs = [(p, file_stat(p)) for p in sorted(paths)]
-        if any(_racy(s, self.began_ns) for _p, s in inputs):
-            return None
+        inputs = []
+        for path in sorted(paths):
+            if self.cached(path):
+                continue
+            stat = file_stat(path)
+            if _racy(stat, self.began_ns):
+                return None
+            inputs.append((path, stat))
         return inputs
 
 

@@ -66,6 +66,7 @@ def _recorded(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple
 def test_an_unchanged_dry_run_is_replayed_byte_for_byte_without_the_models(example: Path) -> None:
     code, out, err = _recorded(*DRY_RUN, cwd=example)
     assert code == 2 and json.loads(out)["actions"]
+    assert [e.stat().st_mode & 0o777 for e in _entries()] == [0o600]  # the user's alone
     again = _traced(*DRY_RUN, cwd=example)
     assert again == (code, out, err, False)  # same output and exit code; pydantic not imported
 
