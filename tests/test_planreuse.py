@@ -64,10 +64,13 @@ def _recorded(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple
 
 
 def test_an_unchanged_dry_run_is_replayed_byte_for_byte_without_the_models(example: Path) -> None:
-    code, out, err = _recorded(*DRY_RUN, cwd=example)
+    secret = "client-secret-never-stored-7f3a"
+    env = {**os.environ, "PARTNER_CENTER_CLIENT_SECRET": secret}  # in the key, as an HMAC only
+    code, out, err = _recorded(*DRY_RUN, cwd=example, env=env)
     assert code == 2 and json.loads(out)["actions"]
     assert [e.stat().st_mode & 0o777 for e in _entries()] == [0o600]  # the user's alone
-    again = _traced(*DRY_RUN, cwd=example)
+    assert not any(secret.encode() in e.read_bytes() for e in _entries())
+    again = _traced(*DRY_RUN, cwd=example, env=env)
     assert again == (code, out, err, False)  # same output and exit code; pydantic not imported
 
 
@@ -104,6 +107,7 @@ def test_every_kind_of_input_is_recorded_and_its_change_seen(
         "spec added": lambda: (specs / "customers" / "new.yaml").write_text("customers: []\n"),
         "spec removed": lambda: (specs / "customers" / "new.yaml").unlink(),
         "world": lambda: os.utime(state / "world.json"),
+        "world's change log": lambda: (state / "world.changes.jsonl").write_text(""),
         "records": lambda: (state / "records.json").write_bytes(
             (state / "records.json").read_bytes()
         ),
