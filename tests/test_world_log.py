@@ -269,3 +269,19 @@ def test_sigkill_around_the_log_loses_no_reported_change_and_doubles_none(
     assert not (state / "world.changes.jsonl").exists()
     assert in_file(state) == after and quantities(state) == after
     assert gid(40) in read_world(state / "world.json").customers_by_id
+
+
+def test_world_init_force_drops_the_log_of_the_world_it_replaces(tmp_path: Path) -> None:
+    """A new empty world may have the very bytes the log was written against (same partner):
+    the log goes with the world it completed, or it would come back over the new one."""
+    from controller.current import Customer, Partner
+    from controller.providers.local import add_customer, init_world
+
+    state = tmp_path / "state"
+    partner = Partner(id=PARTNER, name="Example Partner")
+    init_world(state, partner, force=False)
+    provider = LocalProvider(state)
+    provider.change(lambda w: add_customer(w, Customer(id=gid(7), name="Added")))
+    assert (state / "world.changes.jsonl").exists()
+    init_world(state, partner, force=True)
+    assert read_world(state / "world.json").customers == ()
