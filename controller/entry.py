@@ -16,7 +16,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     reuse = planreuse.start(args, os.environ)
     if reuse is not None:
-        replayed = reuse.replay()
+        try:
+            replayed = reuse.replay()
+        except KeyboardInterrupt:  # as the command line says it (cli.main), never a traceback
+            from .i18n import _, language_from, set_language
+
+            set_language(language_from(args, os.environ))
+            print(_("Interrupted."), file=sys.stderr)
+            return 130
         if replayed is not None:
             return replayed
         reuse.record()

@@ -313,3 +313,17 @@ def test_a_replay_into_a_closed_pipe_stops_quietly(
     monkeypatch.setattr(run_, "path", str(tmp_path / "entry.json"), raising=False)
     assert run_.replay() == 1
     assert [b for _a, b in moved] == [99]  # stdout now goes nowhere: no traceback at exit
+
+
+def test_ctrl_c_during_a_replay_says_interrupted_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller import entry
+
+    class Interrupted:
+        def replay(self) -> int | None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(planreuse, "start", lambda args, environ: Interrupted())
+    assert entry.main(["--dry-run"]) == 130
+    assert capsys.readouterr().err == "Interrupted.\n"
