@@ -42,6 +42,7 @@ from .i18n import _
 from .ids import Guid
 from .records import Records
 from .spec import Desired
+from .usercache import mac, machine_key, usable_cache_dir
 
 Refresh = Literal["auto", "full", "none"]
 REFRESH_MODES: tuple[Refresh, ...] = ("auto", "full", "none")
@@ -189,16 +190,11 @@ VERSION = f"1/{__version__}"
 def cache_path(state_dir: Path, partner: str, environ: Mapping[str, str]) -> Path | None:
     """Where the observation cache of ``state_dir`` and ``partner`` lives (the user's cache
     directory), or None when caching is turned off."""
-    from .speccache import OFF_VARIABLE, _cache_dir
-
-    if environ.get(OFF_VARIABLE, "").strip() not in ("", "0"):
-        return None
-    try:
-        base = _cache_dir(environ)
-    except (RuntimeError, KeyError):
+    base = usable_cache_dir(environ)
+    if base is None:
         return None
     key = os.fsencode(state_dir.resolve()) + b"\0" + partner.lower().encode()
-    return base / f"observed-{hashlib.sha256(key).hexdigest()[:32]}.json"
+    return Path(base) / f"observed-{hashlib.sha256(key).hexdigest()[:32]}.json"
 
 
 class ObservationFile:
@@ -210,28 +206,24 @@ class ObservationFile:
         self._partner = partner.lower()
         self._key: bytes | None = None
         if self.path is not None:
-            from .speccache import _machine_key
-
             with contextlib.suppress(OSError):
-                self._key = _machine_key(self.path.parent)
+                self._key = machine_key(self.path.parent)
 
     def load(self) -> Observations:
         """The cached observations; none when there is no cache, and none (with one warning)
         when it is damaged, not authenticated by this machine's key, or another's."""
         if self.path is None or self._key is None:
             return {}
-        from .speccache import _mac
-
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
             return self._ignored(exc.strerror or type(exc).__name__)
-        mac, _newline, body = data.partition(b"\n")
+        tag, _newline, body = data.partition(b"\n")
         import hmac
 
-        if not hmac.compare_digest(mac, _mac(self._key, body)):
+        if not hmac.compare_digest(tag, mac(self._key, body)):
             return self._ignored(_("not written by this machine's controller"))
         try:
             document = orjson.loads(body)
@@ -253,8 +245,6 @@ class ObservationFile:
     def save(self, observations: Mapping[str, Observed | None]) -> None:
         if self.path is None or self._key is None:
             return
-        from .speccache import _mac
-
         document = {
             "version": VERSION,
             "state_dir": self._state_dir,
@@ -266,7 +256,7 @@ class ObservationFile:
         }
         body = orjson.dumps(document)
         with contextlib.suppress(OSError):  # a cache not written costs time, never correctness
-            atomic_write(self.path, (_mac(self._key, body) + b"\n" + body).decode())
+            atomic_write(self.path, (mac(self._key, body) + b"\n" + body).decode())
 
 
 def load_entries(rows: Mapping[str, Any]) -> Observations:

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .usercache import cache_dir, cache_off, mac, machine_key
+from .usercache import mac, machine_key, usable_cache_dir
 
 
 def _dumps(value: Any) -> bytes:
@@ -274,12 +274,14 @@ def _evict(folder: str, *, keep: int) -> None:
 
 def start(args: Sequence[str], environ: Mapping[str, str]) -> Run | None:
     """A run to replay or record, or None: not a dry run, or the cache is off or unusable."""
-    if "--dry-run" not in args or "--watch" in args or cache_off(environ):
+    if "--dry-run" not in args or "--watch" in args:
         return None  # watch mode is never reused: nor recorded (its output would pile up)
+    directory = usable_cache_dir(environ)
+    if directory is None:
+        return None
     try:
-        directory = cache_dir(environ)
         key = machine_key(directory)
-    except (OSError, RuntimeError, KeyError):
+    except OSError:
         return None
     if key is None:
         return None

@@ -29,27 +29,16 @@ import pydantic
 
 from . import __version__
 from .fsutil import atomic_write
-from .usercache import DIR_VARIABLE, OFF_VARIABLE, cache_dir
-from .usercache import mac as _mac
-from .usercache import machine_key as _machine_key
-
-__all__ = ["DIR_VARIABLE", "OFF_VARIABLE", "SpecCache", "_mac", "_machine_key", "cache_file"]
+from .usercache import mac, machine_key, usable_cache_dir
 
 
 def cache_file(specs_dir: Path, environ: Mapping[str, str]) -> Path | None:
     """Where the parse cache of ``specs_dir`` lives, or None when it is turned off."""
-    if environ.get(OFF_VARIABLE, "").strip() not in ("", "0"):
-        return None
-    try:
-        base = _cache_dir(environ)
-    except (RuntimeError, KeyError):  # no home directory to find a cache directory in: no cache
+    base = usable_cache_dir(environ)
+    if base is None:
         return None
     digest = hashlib.sha256(os.fsencode(specs_dir.resolve())).hexdigest()[:32]
-    return base / f"specs-{digest}.json"
-
-
-def _cache_dir(environ: Mapping[str, str]) -> Path:
-    return Path(cache_dir(environ))
+    return Path(base) / f"specs-{digest}.json"
 
 
 class SpecCache:
@@ -75,7 +64,7 @@ class SpecCache:
         self._changed = False
         if path is not None:
             try:
-                self._key = _machine_key(path.parent)
+                self._key = machine_key(path.parent)
                 self._old = self._read(path) if self._key else {}
             except (OSError, ValueError):  # any damage just means no cache
                 self._old = {}
@@ -85,8 +74,8 @@ class SpecCache:
 
     def _read(self, path: Path) -> dict[str, bytes]:
         assert self._key is not None
-        mac, _newline, body = path.read_bytes().partition(b"\n")
-        if not hmac.compare_digest(mac, _mac(self._key, body)):
+        tag, _newline, body = path.read_bytes().partition(b"\n")
+        if not hmac.compare_digest(tag, mac(self._key, body)):
             return {}
         header = self._header()
         if not body.startswith(header):  # another version, another specs directory
@@ -134,8 +123,8 @@ class SpecCache:
         if self.path is None or self._key is None or not changed or self._bytes < self.MIN_BYTES:
             return
         body = [self._header(), *self._new.values()]
-        mac = hmac.new(self._key, None, hashlib.sha256)
+        signer = hmac.new(self._key, None, hashlib.sha256)  # as usercache.mac, over the parts
         for part in body:
-            mac.update(part)
+            signer.update(part)
         with contextlib.suppress(OSError):  # a cache not written costs time, never correctness
-            atomic_write(self.path, b"".join((mac.hexdigest().encode(), b"\n", *body)))
+            atomic_write(self.path, b"".join((signer.hexdigest().encode(), b"\n", *body)))

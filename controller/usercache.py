@@ -50,6 +50,17 @@ def cache_dir(environ: Mapping[str, str]) -> str:
     return platformdirs.user_cache_dir(APP)
 
 
+def usable_cache_dir(environ: Mapping[str, str]) -> str | None:
+    """The cache directory, or None: the caches are turned off, or there is no home directory
+    to find it in (then there is no cache)."""
+    if cache_off(environ):
+        return None
+    try:
+        return cache_dir(environ)
+    except (RuntimeError, KeyError):
+        return None
+
+
 def machine_key(directory: str | os.PathLike[str]) -> bytes | None:
     """The HMAC key of this cache directory, made on first use; None when it cannot be had
     safely (not ours, readable by others, not a regular file): then there is no cache."""
