@@ -6,8 +6,8 @@ ratios to PyYAML's C loader parsing the same spec files in the same run.
 Each step is a whole process of the reconcile installation's Python, doing what the one before it
 did and one thing more, with the controller's own functions:
 
-- ``imports``: the garbage collector paused, as the controller pauses it, and the modules a dry run with changes imports (the command line, the planner,
-  DeepDiff);
+- ``imports``: the garbage collector paused, as the controller pauses it, and the modules a dry
+  run with changes imports (the command line, the planner, DeepDiff);
 - ``read``: and every spec file found, read and hashed (sha256, the parse cache's key);
 - ``parse``: and each parsed by yaml-rs, without the checks that keep PyYAML's meaning;
 - ``validate``: and each validated into the spec models;
