@@ -122,6 +122,8 @@ def key_material(
         "version": __version__,
         "package": os.path.dirname(os.path.abspath(__file__)),
         "python": [sys.version, sys.executable, sys.prefix, sys.path],
+        # -X, -W, -O, -I ...: ``-X importtime`` and ``-W`` write to stderr, ``-O`` drops asserts
+        "interpreter": [list(sys.flags), sys.warnoptions, sorted(sys._xoptions.items())],
         "argv": list(args),
         "cwd": os.getcwd(),
         "environment": sorted((k, v) for k, v in environ.items() if k.startswith(ENVIRONMENT)),

@@ -180,6 +180,23 @@ def test_the_key_holds_the_command_line_directory_environment_and_terminals(
     assert len({base, *others}) == len(others) + 1
 
 
+@pytest.mark.parametrize("flag", [["-X", "importtime"], ["-W", "error"], ["-O"]])
+def test_the_key_holds_the_interpreters_flags(flag: list[str]) -> None:
+    """``-X importtime`` and ``-W`` write to stderr, ``-O`` drops asserts: a run with other
+    interpreter flags is another run."""
+    code = (
+        "import sys; from controller import planreuse; "
+        "sys.stdout.write(planreuse.key_material(['--dry-run'], {}, []).hex())"
+    )
+
+    def material(*flags: str) -> str:
+        run = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True)
+        return run.stdout
+
+    assert material() == material()
+    assert material() != material(*flag)
+
+
 def test_runs_that_are_not_pure_are_never_kept(example: Path) -> None:
     """Output to a file, a world without a clock of its own (the wall clock), the cache turned
     off, a failing run: each stays a real run."""
