@@ -23,7 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from .current import CurrentState, Customer, Subscription
-from .diff import CustomerDiff, diff_states, normalize_name
+from .diff import CustomerDiff, FieldChange, diff_states, normalize_name
 from .errors import PlanError
 
 # Reasons and warnings are data: the JSON plan keeps them in English and the text and markdown
@@ -660,6 +660,7 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: Subscrip
     if status is not None and status.after == "cancelled":
         _plan_cancellation(builder, diff, current)
         return
+    renewal = _renewal_while_suspended(builder, diff, current, status, renewal)
     now = builder.now
     reason_status = _("status in specs is {}").format(status.after if status else current.status)
     # An add-on suspended with its base comes back with it: its quantity can change after.
@@ -725,6 +726,7 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: Subscrip
             subscription_id,
             change=(renewal.before, renewal.after),
             reason=_("auto_renew in specs is {}").format(str(renewal.after).lower()),
+            after=steps[:1] if reactivating else (),  # a suspended one cannot be changed
         )
     if status is not None and not reactivating:
         if rules.suspension_refusal(current) is not None:
@@ -740,6 +742,50 @@ def _plan_subscription(builder: _PlanBuilder, diff: CustomerDiff, spec: Subscrip
             reason=reason_status,
             after=steps[-1:],
         )
+
+
+def _renewal_while_suspended(
+    builder: _PlanBuilder,
+    diff: CustomerDiff,
+    current: Subscription,
+    status: FieldChange | None,
+    renewal: FieldChange | None,
+) -> FieldChange | None:
+    """The auto-renewal change to make, knowing that Partner Center turns a new-commerce
+    subscription's auto-renewal off when it is suspended and leaves it off when it is
+    reactivated (learn.microsoft.com/partner-center/create-a-new-subscription, "Suspend a
+    subscription"); a suspended subscription cannot be changed (800091) and expires at its term
+    end whatever its auto-renewal says."""
+    if current.commerce != "nce":
+        return renewal
+    stays_suspended = (status.after if status is not None else current.status) == "suspended"
+    if stays_suspended and renewal is not None:
+        if renewal.after is True:
+            builder.warnings.append(
+                _(
+                    "customer {}: subscription {} is suspended in the specs: Partner Center "
+                    "turns a suspended new-commerce subscription's auto-renewal off and it "
+                    "expires at its term end; auto_renew: true takes effect once it is "
+                    "reactivated (status: active)"
+                ).format(diff.customer_id, current.id)
+            )
+        return None  # turning it off: the suspension does
+    reactivating = status is not None and status.after == "active"
+    if (
+        reactivating
+        and renewal is None
+        and current.auto_renew is not True
+        and rules.reactivation_refusal(current, builder.now) is None
+    ):
+        end = current.term_end.date().isoformat() if current.term_end is not None else "?"
+        builder.warnings.append(
+            _(
+                "customer {}: subscription {} is reactivated with auto-renewal off (Partner "
+                "Center turned it off when it was suspended): it expires at its term end {} "
+                "unless the specs say auto_renew: true"
+            ).format(diff.customer_id, current.id, end)
+        )
+    return renewal
 
 
 def _before_base_ends(

@@ -303,6 +303,29 @@ def test_cancel_and_auto_renewal_through_the_emulator_follow_the_rules(tmp_path:
     assert subscriptions[gid(13)].auto_renew is None and "HTTP 400" in str(caught.value)
 
 
+def test_suspending_new_commerce_through_the_emulator_turns_auto_renewal_off(
+    tmp_path: Path,
+) -> None:
+    """Partner Center turns a new-commerce subscription's auto-renewal off when it is suspended
+    and leaves it off when it is reactivated (learn.microsoft.com/partner-center/
+    create-a-new-subscription, "Suspend a subscription"): the client sees it so."""
+    from helpers import gid
+
+    state = nce_world(tmp_path)
+    stop, env = start_emulator(state, Knobs(token=TOKEN))
+    try:
+        provider = loopback_client(env)
+        provider.suspend_subscription(gid(1), gid(11))
+        suspended = provider.observe().customers[0].subscriptions_by_id
+        provider.reactivate_subscription(gid(1), gid(11))
+        back = provider.observe().customers[0].subscriptions_by_id
+    finally:
+        stop()
+    assert (suspended[gid(11)].status, suspended[gid(11)].auto_renew) == ("suspended", False)
+    assert suspended[gid(12)].auto_renew is False  # its add-on with it
+    assert (back[gid(11)].status, back[gid(11)].auto_renew) == ("active", False)
+
+
 def test_a_slow_quantity_change_is_answered_202_and_awaited(tmp_path: Path) -> None:
     from helpers import gid
 

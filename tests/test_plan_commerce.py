@@ -205,6 +205,30 @@ ROWS = {
         world(customer(1, nce(11, "suspended", suspended_by="partner"))),
         actions=[("a1", "reactivate_subscription", 1, 11, [])],
     ),
+    "specs: auto-renewal goes back on after the reactivation (suspending turned it off)": Row(
+        desired(want(1, want_nce(11, auto_renew=True))),
+        world(customer(1, nce(11, "suspended", suspended_by="partner", auto_renew=False))),
+        actions=[
+            ("a1", "reactivate_subscription", 1, 11, []),
+            ("a2", "set_auto_renew", 1, 11, ["a1"]),
+        ],
+    ),
+    "specs: a reactivation that leaves auto-renewal off says it will expire": Row(
+        desired(want(1, want_nce(11))),
+        world(customer(1, nce(11, "suspended", suspended_by="partner", auto_renew=False))),
+        actions=[("a1", "reactivate_subscription", 1, 11, [])],
+        warnings=["reactivated with auto-renewal off"],
+    ),
+    "specs: auto_renew true on an NCE that stays suspended is not set (warned)": Row(
+        desired(want(1, want_nce(11, "suspended", auto_renew=True))),
+        world(customer(1, nce(11, "suspended", suspended_by="partner", auto_renew=False))),
+        warnings=["is suspended in the specs"],
+    ),
+    "specs: suspending an NCE turns its auto-renewal off by itself": Row(
+        desired(want(1, want_nce(11, "suspended", auto_renew=False))),
+        world(customer(1, nce(11, auto_renew=True))),
+        actions=[("a1", "suspend_subscription", 1, 11, [])],
+    ),
     "specs: a suspended NCE past its term end is not reactivated": Row(
         desired(want(1, want_nce(11))),
         world(customer(1, nce(11, "suspended", term_end=NOW - DAY))),

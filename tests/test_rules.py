@@ -263,6 +263,19 @@ def test_add_ons_follow_their_base() -> None:
     assert _sub(cancelled, 1, 17).status == "deleted"
 
 
+def test_a_suspended_new_commerce_subscription_stops_renewing() -> None:
+    """Suspending turns auto-renewal off (its add-ons' too) and reactivating leaves it off, so
+    the subscription expires at its term end (learn.microsoft.com/partner-center/
+    create-a-new-subscription, "Suspend a subscription"); legacy ones have no auto-renewal."""
+    current = world(customer(1, nce(11), nce(12, parent=11), sub(13)))
+    suspended = rules.suspend_subscription(current, gid(1), gid(11))
+    assert (_sub(suspended, 1, 11).auto_renew, _sub(suspended, 1, 12).auto_renew) == (False, False)
+    back = rules.reactivate_subscription(suspended, gid(1), gid(11))
+    assert (_sub(back, 1, 11).status, _sub(back, 1, 11).auto_renew) == ("active", False)
+    assert _sub(rules.advance(back, 301 * DAY), 1, 11).status == "expired"
+    assert _sub(rules.suspend_subscription(current, gid(1), gid(13)), 1, 13).auto_renew is None
+
+
 @pytest.mark.parametrize(
     ("subscriptions", "reservations", "code"),
     [

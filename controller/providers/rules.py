@@ -271,14 +271,22 @@ def _raise(error: PermanentProviderError | None) -> None:
 def suspend_subscription(
     world: CurrentState, customer_id: str, subscription_id: str
 ) -> CurrentState:
-    """Suspend an active subscription (and its active add-ons), recording who and when."""
+    """Suspend an active subscription (and its active add-ons), recording who and when. A
+    new-commerce one stops renewing: Partner Center turns its auto-renewal off, and leaves it
+    off when it is reactivated ("Suspending a new commerce subscription will turn off
+    auto-renew", learn.microsoft.com/partner-center/create-a-new-subscription)."""
     customer, subscription = _target(world, customer_id, subscription_id)
     _raise(suspension_refusal(subscription))
     suspension = {"status": "suspended", "suspended_by": "partner", "suspended_at": _clock(world)}
+
+    def suspended(s: Subscription) -> Subscription:
+        renewal = {"auto_renew": False} if s.commerce == "nce" else {}
+        return s.model_copy(update=suspension | renewal)
+
     changed = _with_addons(
         customer,
-        subscription.model_copy(update=suspension),
-        lambda a: a.model_copy(update=suspension) if a.status == "active" else None,
+        suspended(subscription),
+        lambda a: suspended(a) if a.status == "active" else None,
     )
     return _with_subscriptions(world, customer, changed)
 
@@ -287,7 +295,8 @@ def reactivate_subscription(
     world: CurrentState, customer_id: str, subscription_id: str
 ) -> CurrentState:
     """Reactivate a suspended subscription where the service allows it (and the add-ons the
-    partner suspended with it)."""
+    partner suspended with it). A new-commerce one's auto-renewal stays off: the partner turns
+    it on again if wanted."""
     customer, subscription = _target(world, customer_id, subscription_id)
     _raise(reactivation_refusal(subscription, _clock(world)))
     active = {"status": "active", "suspended_by": None, "suspended_at": None}
