@@ -298,7 +298,10 @@ class Emulator:
         of answering (writing the world included) is part of that time, as the service's own is
         part of its latency."""
         due = time.monotonic() + self.knobs.latency
-        reply = self._answer(method, target, headers, body)
+        try:
+            reply = self._answer(method, target, headers, body)
+        except StateError as exc:  # its world was damaged or replaced meanwhile: say so, in one
+            reply = _error(500, 500, str(exc))  # line, rather than drop the connection
         if (left := due - time.monotonic()) > 0:
             time.sleep(left)
         return reply

@@ -1,11 +1,15 @@
 """The local world's change log (``world.changes.jsonl``): each batch appended as one line and
 fsynced; replayed over ``world.json`` by every reader; folded into ``world.json`` (compaction)
 past its bound, on close, when the emulator is quiet, and by the next writer after a kill; a
-torn last line ignored; a log of another ``world.json`` ignored; a damaged or hostile log one
-line naming the file and line. Kills at the exact moments that matter run in real processes."""
+torn last line ignored; a log of another ``world.json`` ignored when a compaction left it (its
+``folded_into`` line names the file) or the file lacks none of its changes, and refused when
+the file was replaced while the log held changes it lacks; a damaged or hostile log one line
+naming the file and line. Kills at the exact moments that matter run in real processes."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import subprocess
 import sys
@@ -18,8 +22,8 @@ from helpers import PARTNER, gid, run
 from test_world_file import AUTH, CUSTOMERS, seeded
 
 from controller.emulator import Emulator
-from controller.errors import StateError
-from controller.providers import local
+from controller.errors import PermanentProviderError, StateError
+from controller.providers import local, worldlog
 from controller.providers.local import LocalProvider, read_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,19 +122,133 @@ def test_a_torn_last_line_is_ignored_and_the_next_writer_folds_the_log_in(tmp_pa
     assert in_file(state) == changed(c1=5, c2=6)
 
 
-def test_a_log_of_another_world_json_is_ignored(tmp_path: Path) -> None:
-    """Left by a compaction killed before it removed the log (its changes are in the file), or
-    world.json replaced since (an edit, a checkout): never replayed over a newer world."""
+def test_a_log_of_another_world_json_whose_changes_that_file_holds_is_ignored(
+    tmp_path: Path,
+) -> None:
+    """Left by a compaction of an earlier version (no folded_into line) killed before it removed
+    the log: world.json holds every customer as the log left it, so nothing is lost. An edit
+    of another customer since loses nothing either; one of a customer the log changed does."""
     state = seeded(tmp_path)
     LocalProvider(state).update_quantity(gid(1), gid(101), 5)
     log = (state / "world.changes.jsonl").read_bytes()
-    compacted = LocalProvider(state)
-    compacted.update_quantity(gid(2), gid(102), 6)  # first write: whole, the log removed
+    LocalProvider(state).update_quantity(gid(2), gid(102), 6)  # first write: whole, log removed
     (state / "world.changes.jsonl").write_bytes(log)  # ... as if the removal never happened
     assert quantities(state) == changed(c1=5, c2=6)
     path = state / "world.json"
-    path.write_text(path.read_text().replace('"quantity": 5', '"quantity": 9'))  # a later edit
-    assert quantities(state)[1] == 9
+    path.write_text(path.read_text().replace('"Customer 2"', '"Renamed"'))  # a later edit
+    assert read_world(path).customers_by_id[gid(2)].name == "Renamed"
+    path.write_text(path.read_text().replace('"quantity": 5', '"quantity": 9'))
+    with pytest.raises(StateError, match=f"lacks the log's changes to 1 customer \\({gid(1)}\\)"):
+        read_world(path)
+
+
+def test_a_compactions_leftover_is_ignored_and_the_next_writer_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compaction appends a line naming the world.json it writes before it writes it: a log
+    ending with that line beside that file is known for a leftover, even when the file holds a
+    newer change than the log (a batch written whole), which comparing customers cannot tell."""
+    state = seeded(tmp_path)
+    provider = LocalProvider(state)
+    provider.update_quantity(gid(1), gid(101), 5)  # in the log
+    monkeypatch.setattr(provider, "_change_line", lambda world: None)  # (past the log's bound)
+    monkeypatch.setattr(local, "remove_log", lambda path: None)  # a kill before the removal
+    provider.update_quantity(gid(1), gid(101), 6)  # written whole
+    monkeypatch.undo()
+    *_, last = log_lines(state)
+    world_sha256 = hashlib.sha256((state / "world.json").read_bytes()).hexdigest()
+    assert json.loads(last) == {"folded_into": world_sha256}
+    assert in_file(state)[1] == 6 and quantities(state) == changed(c1=6)
+    LocalProvider(state).update_quantity(gid(2), gid(102), 7)  # first write: whole, log removed
+    assert not (state / "world.changes.jsonl").exists()
+    assert in_file(state) == changed(c1=6, c2=7)
+
+
+def test_compactions_killed_one_after_another_still_leave_a_leftover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leftover's next writer marks the log again, then fails (a full disk; or is killed)
+    before it replaces the file: the log ends with two such lines, one naming the file there."""
+    state = seeded(tmp_path)
+    provider = LocalProvider(state)
+    provider.update_quantity(gid(1), gid(101), 5)
+    monkeypatch.setattr(local, "remove_log", lambda path: None)
+    provider.update_quantity(gid(2), gid(102), 6)
+    provider.close()  # file replaced, log left
+    monkeypatch.undo()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local, "atomic_write", full_disk)
+    with pytest.raises(PermanentProviderError, match="No space left"):
+        LocalProvider(state).update_quantity(gid(1), gid(101), 8)
+    monkeypatch.undo()
+    assert [set(json.loads(line)) for line in log_lines(state)[-2:]] == [{"folded_into"}] * 2
+    assert quantities(state) == changed(c1=5, c2=6)
+    LocalProvider(state).update_quantity(gid(1), gid(101), 8)
+    assert not (state / "world.changes.jsonl").exists()
+    assert in_file(state) == changed(c1=8, c2=6)
+
+
+def test_a_log_of_no_changes_naming_another_world_json_is_ignored(tmp_path: Path) -> None:
+    state = seeded(tmp_path)
+    (state / "world.changes.jsonl").write_bytes(worldlog.header_line(b"another world"))
+    assert quantities(state) == changed()
+    LocalProvider(state).update_quantity(gid(1), gid(101), 5)
+    assert in_file(state) == changed(c1=5)  # and the next writer removed it
+    assert not (state / "world.changes.jsonl").exists()
+
+
+def specs_setting_quantity(directory: Path, quantity: int) -> Path:
+    specs = directory / "specs"
+    specs.mkdir()
+    (specs / "c1.yaml").write_text(
+        f"partner: {{id: {PARTNER}, prune: none}}\n"
+        f"customers:\n  - id: {gid(1)}\n    name: Customer 1\n"
+        f"    subscriptions: [{{id: '{gid(101)}', quantity: {quantity}}}]\n"
+    )
+    return specs
+
+
+def test_world_json_replaced_while_the_log_holds_changes_is_refused_by_every_command(
+    tmp_path: Path,
+) -> None:
+    """A killed apply left changes in the log; world.json was then replaced (a checkout, an
+    edit of the file a person sees): reading it alone would drop them without a word. Dry run,
+    apply, the world commands and the emulator refuse in one line naming both files and what
+    to do, changing nothing; deleting the log (or restoring the file) lets them go on."""
+    state = seeded(tmp_path)
+    original = (state / "world.json").read_bytes()
+    provider = LocalProvider(state)
+    provider.update_quantity(gid(1), gid(101), 5)  # not folded in: a kill
+    provider.update_quantity(gid(3), gid(103), 4)
+    edited = original.replace(b'"Customer 2"', b'"Renamed"')
+    (state / "world.json").write_bytes(edited)
+    log = (state / "world.changes.jsonl").read_bytes()
+    specs = specs_setting_quantity(tmp_path, 7)
+    commands = {
+        "dry run": ("--dry-run", "--specs", str(specs)),
+        "apply": ("--specs", str(specs)),
+        "world": ("world", "add-customer", gid(40), "--name", "Later"),
+        "emulator": ("emulator", "--port", "0"),
+    }
+    for name, command in commands.items():
+        result = run(*command, cwd=tmp_path)
+        assert result.returncode == 1, (name, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, name
+        assert result.stderr.startswith("error: state/world.changes.jsonl: "), name
+        assert f"changes to 2 customers (the first: {gid(1)})" in result.stderr, name
+        assert "state/world.json lacks the log's changes" in result.stderr, name
+        assert (state / "world.json").read_bytes() == edited, name
+        assert (state / "world.changes.jsonl").read_bytes() == log, name
+    assert not (state / "records.json").exists() and not (state / "journal.jsonl").exists()
+    (state / "world.json").write_bytes(original)  # restored: the log's changes count again
+    assert quantities(state) == changed(c1=5, c3=4)
+    (state / "world.json").write_bytes(edited)
+    (state / "world.changes.jsonl").unlink()  # or dropped: the file is the world
+    assert run("--specs", str(specs), cwd=tmp_path).returncode == 0
+    assert quantities(state) == changed(c1=7)
 
 
 def test_a_world_whose_log_someone_else_changed_is_read_again(tmp_path: Path) -> None:
@@ -231,17 +349,34 @@ if moment == "mid-append":  # half of the next batch written, then killed
         real_write(fd, bytes(data[: len(data) // 2]))
         kill()
     worldlog.os.write = torn
-elif moment == "mid-compaction":  # world.json replaced, killed before the log is removed
-    local.remove_log = kill
 provider.update_quantity(gid(2), gid(102), 6)
 print("reported 2", flush=True)
-if moment == "mid-compaction":
+# Compaction (on close): the folded_into line, world.json replaced, the log removed.
+if moment == "mid-folded-line":
+    def torn_line(fd, data):
+        os.write(fd, bytes(data[: len(data) // 2]))
+        kill()
+    worldlog._write_durably = torn_line
+elif moment == "folded-line-written":  # killed before world.json is replaced
+    local.atomic_write = kill
+elif moment == "mid-compaction":  # world.json replaced, killed before the log is removed
+    local.remove_log = kill
+if moment != "before-compaction":
     provider.close()
 kill()  # before compaction: the log holds the changes
 """
 
 
-@pytest.mark.parametrize("moment", ["mid-append", "before-compaction", "mid-compaction"])
+MOMENTS = [
+    "mid-append",
+    "before-compaction",
+    "mid-folded-line",
+    "folded-line-written",
+    "mid-compaction",
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
 def test_sigkill_around_the_log_loses_no_reported_change_and_doubles_none(
     tmp_path: Path, moment: str
 ) -> None:
@@ -263,6 +398,14 @@ def test_sigkill_around_the_log_loses_no_reported_change_and_doubles_none(
         assert not log_lines(state)[-1].endswith(b"\n")
     else:
         assert reported == {1, 2}
+    world_sha256 = hashlib.sha256((state / "world.json").read_bytes()).hexdigest()
+    last = log_lines(state)[-1]
+    if moment == "mid-folded-line":
+        assert last.startswith(b'{"folded_into"') and not last.endswith(b"\n")
+    if moment == "folded-line-written":  # the file is still the one the log applies to
+        assert json.loads(last)["folded_into"] != world_sha256 and in_file(state)[1] == 1
+    if moment == "mid-compaction":  # the file holds the changes; the log says so
+        assert json.loads(last) == {"folded_into": world_sha256} and in_file(state) == after
     # The next run (another process) folds the log in and converges.
     result = run("world", "add-customer", gid(40), "--name", "Later", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -285,3 +428,24 @@ def test_world_init_force_drops_the_log_of_the_world_it_replaces(tmp_path: Path)
     assert (state / "world.changes.jsonl").exists()
     init_world(state, partner, force=True)
     assert read_world(state / "world.json").customers == ()
+
+
+def test_the_emulator_answers_500_naming_both_files_when_world_json_is_replaced_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("controller.emulator.COMPACT_WHEN_QUIET", 600)  # the log stays meanwhile
+    state = seeded(tmp_path)
+    original = (state / "world.json").read_bytes()
+    emulator = Emulator(state)
+    target = f"/v1/customers/{gid(1)}/subscriptions/{gid(101)}"
+    status, body, _ = emulator.handle("GET", target, AUTH, None)
+    etag = body["attributes"]["etag"]
+    status, _, _ = emulator.handle("PATCH", target, {**AUTH, "if-match": etag}, {"quantity": 4})
+    assert status == 200 and (state / "world.changes.jsonl").exists()
+    (state / "world.json").write_bytes(original.replace(b'"Customer 2"', b'"Renamed"'))
+    status, body, _ = emulator.handle("GET", "/v1/customers", AUTH, None)
+    assert status == 500
+    assert "world.json lacks the log's changes to 1 customer" in body["description"]
+    (state / "world.changes.jsonl").unlink()  # the changes dropped: it serves the file
+    status, body, _ = emulator.handle("GET", target, AUTH, None)
+    assert status == 200 and body["quantity"] == 1

@@ -24,6 +24,7 @@ from .worldlog import (
     changes_path,
     header_line,
     log_identity,
+    mark_folded,
     remove_log,
     replay,
 )
@@ -48,14 +49,13 @@ def _read_world(path: Path) -> tuple[CurrentState, Versions]:
     """The world of the world file and its log, and the versions of both read. A file replaced
     meanwhile (a compaction: the new file, then the log removed) is read again, so that a
     reader never takes the old file without the log that completed it."""
-    log = changes_path(path)
     for _attempt in range(_READ_ATTEMPTS):
         data, version = _read_bytes(path)
         try:
             world = CurrentState.model_validate_json(data)
         except ValidationError as exc:
             raise StateError(f"{path}: {validation_problem(exc)}") from exc
-        world, log_version = replay(log, world, data)
+        world, log_version = replay(path, world, data)
         try:
             if identity(os.stat(path)) == version:
                 break
@@ -348,8 +348,11 @@ class LocalProvider(WorldProvider):
         return self._base[0]
 
     def _write_whole(self, world: CurrentState) -> Versions:
-        """world.json written whole (atomically), then the log its changes are in removed."""
+        """world.json written whole (atomically), then the log its changes are in removed.
+        The log says first which file holds its changes, so that one a kill leaves behind is
+        not taken for changes the file lacks."""
         data = render_world(world, self._rendering).encode()
+        mark_folded(self.log_path, data)
         version = atomic_write(self.path, data)
         self._drop_log()
         remove_log(self.log_path)
@@ -431,8 +434,10 @@ def init_world(state_dir: Path, partner: Partner, *, force: bool) -> Path:
         raise StateError(_("{}: a world exists already; --force replaces it").format(path))
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
+        # The log goes first, with the world it completes: left beside the new world, it would
+        # be replayed over it when their bytes are the same (an empty world of the partner).
+        remove_log(changes_path(path))
         atomic_write(path, render_world(CurrentState(partner=partner)))
-        remove_log(changes_path(path))  # the changes of the world replaced
     except OSError as exc:
         raise StateError(_("{}: cannot write: {}").format(path, exc.strerror)) from exc
     return path

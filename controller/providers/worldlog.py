@@ -8,8 +8,16 @@ document (the fields and rules of ``world.json``) holding only the customers tha
 The world is ``world.json`` with each line's customers put in its place, in order, and the last
 line's ``partner`` and ``now``.
 
-A log naming another ``world.json`` is ignored: it is left over from a compaction whose removal
-of the log a kill interrupted (its changes are in the file), or someone replaced the file since.
+Folding the log into ``world.json`` (compaction) first appends ``{"folded_into": HASH}``, fsynced:
+the SHA-256 of the ``world.json`` about to be written, which holds every change of the log; then
+writes that file atomically, then removes the log. So a log naming another ``world.json`` is
+either a compaction's leftover (a kill before the log was removed: its last lines name the file
+there, whose bytes hold its changes), ignored; or the file was replaced (an edit, a checkout)
+while the log held changes not in it: those changes would be lost without a word, so the reader
+refuses, naming both files and how many customers, unless the file holds every one of them as
+the log does (then nothing is lost: an edit of other customers, a leftover of a version that
+wrote no such line, a log of no changes).
+
 A last line without its newline was torn by a kill in the middle of an append: that batch was
 never reported, and it is ignored. Anything else wrong is one line naming the file and line: the
 log comes through pull requests with the rest of ``state/``, and is read as untrusted."""
@@ -27,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..current import CurrentState, Customer
 from ..errors import StateError, validation_problem
 from ..fsutil import FileIdentity, fsync_directory, identity
-from ..i18n import _
+from ..i18n import _, ngettext
 
 FORMAT = 1
 # The log is folded into world.json once it is larger than this or than world.json itself:
@@ -65,12 +73,29 @@ def log_identity(path: Path) -> FileIdentity | None:
         return None
 
 
+class Folded(BaseModel):
+    """The line a compaction appends before it replaces ``world.json``: the SHA-256 of the file
+    it is about to write, which holds every change of the log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    folded_into: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+_FOLDED = b'{"folded_into"'  # how such a line starts, as this module writes it
+
+
+def folded_line(world_data: bytes) -> bytes:
+    return Folded(folded_into=digest(world_data)).model_dump_json().encode() + b"\n"
+
+
 def replay(
-    path: Path, world: CurrentState, world_data: bytes
+    world_path: Path, world: CurrentState, world_data: bytes
 ) -> tuple[CurrentState, FileIdentity | None]:
-    """``world`` (read from ``world_data``) with the changes of the log at ``path`` made, and the
-    identity of the log read (None: there is none). Linear in the log's size, however many lines
-    change the same customer."""
+    """``world`` (read from ``world_data``, at ``world_path``) with the changes of its log made,
+    and the identity of the log read (None: there is none). Linear in the log's size, however
+    many lines change the same customer. A log of another ``world.json`` that is not a compaction's
+    leftover and holds changes that file lacks: StateError."""
+    path = changes_path(world_path)
     try:
         with open(path, "rb") as handle:
             version = identity(os.fstat(handle.fileno()))
@@ -86,20 +111,15 @@ def replay(
         header = Header.model_validate_json(lines[0])
     except ValidationError as exc:
         raise StateError(f"{path}:1: {validation_problem(exc)}") from exc
-    if header.world_sha256 != digest(world_data):
-        return world, version  # the changes of another world.json
-    changed: dict[str, Customer] = {}
-    last: CurrentState | None = None
-    for number, line in enumerate(lines[1:], start=2):
-        try:
-            record = CurrentState.model_validate_json(line)
-        except ValidationError as exc:
-            raise StateError(f"{path}:{number}: {validation_problem(exc)}") from exc
-        if record.partner.id != world.partner.id:
-            message = _("{}:{}: partner.id: {} is not the world's partner ({})")
-            raise StateError(message.format(path, number, record.partner.id, world.partner.id))
-        changed.update((c.id, c) for c in record.customers)
-        last = record
+    world_sha256 = digest(world_data)
+    applies = header.world_sha256 == world_sha256
+    if not applies and world_sha256 in _last_folded(path, lines):
+        return world, version  # a compaction's leftover: its changes are in the file
+    # (Not applying to this file, a log may hold another partner's: this one lacks them all.)
+    changed, last = _changes(path, lines, world.partner.id if applies else None)
+    if not applies:
+        _refuse_lost_changes(path, world_path, world, changed)
+        return world, version  # the file holds them all (or there are none)
     if last is None:
         return world, version
     kept = tuple(changed.pop(c.id, c) for c in world.customers)
@@ -107,6 +127,80 @@ def replay(
     return CurrentState.model_construct(partner=last.partner, customers=customers, now=last.now), (
         version
     )
+
+
+def _last_folded(path: Path, lines: list[bytes]) -> set[str]:
+    """The files named by the ``folded_into`` lines that end the log (none: it ends with a
+    batch). Each names a world.json holding every change before it; several follow one another
+    when a compaction was killed before it replaced the file and the next one folded again."""
+    named: set[str] = set()
+    for number in range(len(lines) - 1, 0, -1):
+        if not lines[number].startswith(_FOLDED):
+            break
+        named.add(_folded(path, number + 1, lines[number]).folded_into)
+    return named
+
+
+def _folded(path: Path, number: int, line: bytes) -> Folded:
+    try:
+        return Folded.model_validate_json(line)
+    except ValidationError as exc:
+        raise StateError(f"{path}:{number}: {validation_problem(exc)}") from exc
+
+
+def _changes(
+    path: Path, lines: list[bytes], partner_id: str | None
+) -> tuple[dict[str, Customer], CurrentState | None]:
+    """The log's customers as its last batch to change each left them (in the order first
+    changed), and its last batch; ``folded_into`` lines (of a
+    compaction that failed or was killed before it replaced the file) are skipped. Each batch
+    must be of ``partner_id``'s world, when given."""
+    changed: dict[str, Customer] = {}
+    last: CurrentState | None = None
+    for number, line in enumerate(lines[1:], start=2):
+        if line.startswith(_FOLDED):
+            _folded(path, number, line)
+            continue
+        try:
+            record = CurrentState.model_validate_json(line)
+        except ValidationError as exc:
+            raise StateError(f"{path}:{number}: {validation_problem(exc)}") from exc
+        if partner_id is not None and record.partner.id != partner_id:
+            message = _("{}:{}: partner.id: {} is not the world's partner ({})")
+            raise StateError(message.format(path, number, record.partner.id, partner_id))
+        changed.update((c.id, c) for c in record.customers)
+        last = record
+    return changed, last
+
+
+def _refuse_lost_changes(
+    path: Path, world_path: Path, world: CurrentState, changed: dict[str, Customer]
+) -> None:
+    """StateError when ``world`` (a world.json the log was not written against, and not a
+    compaction's) lacks a customer as the log left it: that file was replaced while the log
+    held changes, which reading it alone would drop without a word."""
+    present = world.customers_by_id
+    lost = [
+        customer
+        for customer_id, customer in changed.items()
+        if (there := present.get(customer_id)) is None
+        or there.model_dump() != customer.model_dump()
+    ]
+    if not lost:
+        return
+    message = ngettext(
+        "{}: {} lacks the log's changes to {} customer ({}): the file was replaced while the "
+        "log held changes not yet in it. Restore the {} the log was written against, or delete "
+        "the log to keep the file as it is and lose them (if an earlier version was killed while "
+        "folding the log in, the file may hold newer changes: check, then delete the log)",
+        "{}: {} lacks the log's changes to {} customers (the first: {}): the file was replaced "
+        "while the log held changes not yet in it. Restore the {} the log was written against, "
+        "or delete the log to keep the file as it is and lose them (if an earlier version was "
+        "killed while folding the log in, the file may hold newer changes: check, then delete "
+        "the log)",
+        len(lost),
+    )
+    raise StateError(message.format(path, world_path, len(lost), lost[0].id, world_path.name))
 
 
 class ChangeLog:
@@ -136,10 +230,7 @@ class ChangeLog:
         """Append ``line`` and return once it is on disk; on failure the log is cut back to
         where it was, so that no part of it stays before the next line."""
         try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fdatasync(self._fd)
+            _write_durably(self._fd, line)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self.size)
@@ -152,6 +243,43 @@ class ChangeLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _write_durably(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fdatasync(fd)
+
+
+def mark_folded(path: Path, world_data: bytes) -> None:
+    """Before ``world_data`` replaces ``world.json``: append to the log at ``path`` (if any) the
+    line naming it, on disk when this returns, so that a reader finding the log beside that file
+    knows it for a compaction's leftover, not changes the file lacks. A torn last line (of a
+    killed append, never reported) is cut off first; a log without a whole line is left alone
+    (every reader ignores it)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        if os.pread(fd, 1, size - 1) != b"\n":
+            size = os.pread(fd, size, 0).rfind(b"\n") + 1
+            if size == 0:
+                return
+            os.ftruncate(fd, size)
+        os.lseek(fd, size, os.SEEK_SET)
+        try:
+            _write_durably(fd, folded_line(world_data))
+        except BaseException:  # no part of it stays: the next line would follow it
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def remove_log(path: Path) -> None:
