@@ -196,3 +196,11 @@ def world_document(path: Path) -> dict[str, Any]:
 
     document: dict[str, Any] = json.loads(render_world(read_world(path)))
     return document
+
+
+def write_world_document(path: Path, document: dict[str, Any]) -> None:
+    """Replace ``path`` (a ``world.json``) with ``document``, one made from ``world_document``:
+    it holds the changes of the log, which then goes, as a person editing the world deletes it
+    (a world.json replaced beside a log holding changes it lacks is refused)."""
+    path.write_text(json.dumps(document))
+    path.with_name("world.changes.jsonl").unlink(missing_ok=True)

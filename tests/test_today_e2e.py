@@ -12,7 +12,19 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Runner
-from helpers import DAY, NOW, azure_plan, customer, gid, nce, snapshot, sub, world, world_document
+from helpers import (
+    DAY,
+    NOW,
+    azure_plan,
+    customer,
+    gid,
+    nce,
+    snapshot,
+    sub,
+    world,
+    world_document,
+    write_world_document,
+)
 from test_cli import assert_clean_failure
 
 from controller.current import Customer, Subscription
@@ -269,7 +281,7 @@ def test_removal_waits_for_every_blocker_and_a_later_run_removes_the_relationshi
     document = world_document(path)  # with the emulator's changes not yet folded in
     del document["customers"][0]["azure_reservations_open"]
     del document["customers"][0]["subscriptions"][0]["azure_subscriptions_active"]
-    path.write_text(json.dumps(document))
+    write_world_document(path, document)
     advanced = reconcile("world", "advance", "6d")
     assert "suspended -> expired" in advanced.stdout
     last = reconcile("--output", "json")
@@ -444,7 +456,7 @@ def test_a_legacy_add_on_ends_with_its_base_or_holds_the_removal_until_it_has_en
     path = example / "state" / "world.json"
     document = world_document(path)  # with the emulator's changes not yet folded in
     document["customers"][0]["subscriptions"][3]["status"] = "suspended"
-    path.write_text(json.dumps(document))
+    write_world_document(path, document)
     last = reconcile("--output", "json")
     assert last.returncode == 0, last.stderr
     assert steps(json.loads(last.stdout)) == [("remove_relationship", None)]
