@@ -53,10 +53,10 @@ _AZURE_ENTITLEMENTS = re.compile(
 # The HTTP status Partner Center answers each error code with (its error-code page); 400 else.
 _STATUS_OF_CODE = {
     "customer_not_found": 404,
-    "subscription_not_found": 404,
     "20002": 403,
     "20003": 404,
     "900115": 403,
+    "900263": 403,  # "This API method is not supported for legacy subscriptions."
 }
 _DESCRIPTION_OF_CODE = {
     "20002": "No relationship between caller and account.",

@@ -366,6 +366,8 @@ def test_the_service_codes_come_with_the_service_statuses() -> None:
     assert answer("800090") == (400, 800090)
     assert answer("900117") == (400, 900117)
     assert answer("20002") == (403, 20002)
+    assert answer("20003") == (404, 20003)  # an unknown subscription
+    assert answer("900263") == (403, 900263)  # cancelling a legacy subscription
 
 
 def test_bodies_start_with_the_byte_order_mark_and_responses_do_not_wait_for_nagle(

@@ -278,8 +278,34 @@ def test_headers_and_the_request_id_kept_only_while_no_answer_came_back() -> Non
             PermanentProviderError,
             lambda e: e.code == "404",
         ),
+        (
+            httpx.Response(
+                409,
+                json={"code": 800082, "description": "Subscription is not ready to be updated."},
+            ),
+            TemporaryProviderError,
+            lambda e: "800082" in str(e),
+        ),
+        (
+            httpx.Response(409, headers={"Retry-After": "120"}, text=""),
+            TemporaryProviderError,
+            lambda e: e.retry_after == 120.0,
+        ),
+        (
+            httpx.Response(409, json={"code": 27009, "description": "parent isn't Active"}),
+            PermanentProviderError,
+            lambda e: e.code == "27009",
+        ),
     ],
-    ids=["429 with Retry-After", "503", "400 with a service code", "404 without JSON"],
+    ids=[
+        "429 with Retry-After",
+        "503",
+        "400 with a service code",
+        "404 without JSON",
+        "409 not ready to be updated (800082): try again",
+        "409 while a renewal is processed: try again",
+        "409 27009 (add-on of a base not active): waiting does not end it",
+    ],
 )
 def test_http_errors_are_mapped_at_one_boundary(
     response: httpx.Response, error: type, check

@@ -30,7 +30,7 @@ UNRELATED = world(customer(2, sub(21, "suspended"), relationship="none"))
         ),
         (lambda: rules.update_quantity(RELATED, gid(1), gid(12), 3), "800091"),
         (lambda: rules.update_quantity(RELATED, gid(1), gid(11), 0), "bad_quantity"),
-        (lambda: rules.suspend_subscription(RELATED, gid(1), gid(99)), "subscription_not_found"),
+        (lambda: rules.suspend_subscription(RELATED, gid(1), gid(99)), "20003"),
         (lambda: rules.suspend_subscription(RELATED, gid(9), gid(11)), "customer_not_found"),
         (lambda: rules.reactivate_subscription(UNRELATED, gid(2), gid(21)), "20002"),
         (lambda: rules.remove_relationship(UNRELATED, gid(2)), "20002"),

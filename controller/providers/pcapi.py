@@ -5,9 +5,10 @@ Everything the service's documented contract asks of a client happens here, once
 (``MS-Contract-Version``, ``MS-PartnerCenter-Application``, ``MS-RequestId``,
 ``MS-CorrelationId``), a token refreshed once on 401, one rate-limiter token per HTTP request,
 the UTF-8 byte-order mark the live service puts before its JSON, and the mapping of errors:
-timeouts, connection failures, 429 and 5xx are temporary (``Retry-After`` in seconds or as an
-HTTP date), other 4xx permanent with the service's code. Every error message carries the
-request and correlation ids, which Microsoft support asks for; tokens never appear in any.
+timeouts, connection failures, 429, 409 (but 27009) and 5xx are temporary (``Retry-After`` in
+seconds or as an HTTP date), other 4xx permanent with the service's code. Every error message
+carries the request and correlation ids, which Microsoft support asks for; tokens never appear
+in any.
 
 Request ids: a request that got no answer (timeout, lost connection, 5xx) is retried with the
 same ``MS-RequestId``, so that the service can recognise a change it already made; once an answer
@@ -36,6 +37,15 @@ from .base import logical_request
 
 CONTRACT_VERSION = "v1"
 APPLICATION = "partner-reconciler"
+
+# 409 Conflict is the service still busy with the resource: a new-commerce renewal being
+# processed ("409: Conflict ... Partners can resubmit the request after waiting for two
+# minutes", learn.microsoft.com/partner-center/create-a-new-subscription), an order or a
+# transfer in progress (800060, 800064, 900101...), 800082 "Subscription is not ready to be
+# updated. Try again after sometime" (learn.microsoft.com/partner-center/developer/error-codes):
+# temporary, retried. Except the one conflict that waiting does not end: 27009, an add-on
+# enabled while its base is not active.
+LASTING_CONFLICTS = frozenset({"27009"})
 
 # The service's codes that a person meets, said so that the person knows what to do.
 EXPLAINED_CODES: Mapping[str, str] = {
@@ -243,7 +253,7 @@ class Session:
         detail = f"{method} {path}: HTTP {status} {code}: {description} ({ids})"
         explained = EXPLAINED_CODES.get(code)
         message = f"{explained} [{detail}]" if explained else detail
-        if status == 429 or status >= 500:
+        if status == 429 or status >= 500 or (status == 409 and code not in LASTING_CONFLICTS):
             seconds = retry_after_seconds(response.headers.get("Retry-After"))
             raise TemporaryProviderError(message, retry_after=seconds)
         raise PermanentProviderError(message, code=code)

@@ -46,8 +46,8 @@ def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
     subscription = customer.subscriptions_by_id.get(subscription_id.lower())
     if subscription is None:
         raise PermanentProviderError(
-            f"subscription {subscription_id} of customer {customer.id} not found",
-            code="subscription_not_found",
+            f"Subscription with ID {subscription_id} not found (customer {customer.id})",
+            code="20003",  # 404 (learn.microsoft.com/partner-center/developer/error-codes)
         )
     return subscription
 
