@@ -89,5 +89,11 @@ def validation_problem(exc: Any) -> str:
     """The first problem of a pydantic ValidationError as ``field.path: message``, for the one
     line that names a damaged state file."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or _("document")
-    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
+    where = ".".join(_one_line(str(p)) for p in first["loc"]) or _("document")
+    return f"{where}: {_one_line(str(first['msg'])).removeprefix('Value error, ')}"
+
+
+def _one_line(text: str) -> str:
+    """A key or message of a damaged file, its line breaks and control characters escaped:
+    the error stays one line (a key holding a line break in applied.json made two)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

@@ -368,3 +368,18 @@ def test_a_lone_surrogate_in_a_name_never_makes_a_state_file_unreadable(tmp_path
     assert read_plan_file(tmp_path / "plan.json").warnings == ("Contoso \ufffd Ltd",)
     emoji = json_render.render_plan(Plan("f", warnings=("\U0001f600",)))  # a pair stays a pair
     assert json.loads(emoji)["warnings"] == ["\U0001f600"]
+
+
+def test_a_damaged_key_with_a_line_break_is_still_one_line() -> None:
+    """Found by the random-bytes test above: applied.json {"\\n": null} gave two error lines."""
+    from pydantic import BaseModel, ValidationError
+
+    from controller.errors import validation_problem
+
+    class Document(BaseModel):
+        fields: dict[str, int]
+
+    with pytest.raises(ValidationError) as caught:
+        Document.model_validate({"fields": {"a\nb": None}})
+    problem = validation_problem(caught.value)
+    assert "\n" not in problem and "a\\nb" in problem
