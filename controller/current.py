@@ -9,7 +9,7 @@ A subscription is of a commerce kind (contract section 7): ``legacy`` (license-b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -25,7 +25,24 @@ SuspendedBy = Literal["partner", "microsoft"]
 
 
 def _as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+    """``moment`` in UTC; one that UTC cannot hold (``0001-01-01T00:00:00+01:00`` is in year 0)
+    is a ValueError, which pydantic reports as a problem of the field, never an OverflowError."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(_("{} is out of range in UTC").format(moment.isoformat())) from exc
+
+
+LATEST = datetime.max.replace(tzinfo=UTC)  # 9999-12-31T23:59:59.999999Z
+
+
+def later(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, or LATEST past it: a term end of ``9999-12-31`` (Partner Center shows
+    ``9999-12-14`` for what never ends) plus a window or a year is "never", not an OverflowError."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return LATEST
 
 
 def iso_utc(moment: datetime | None) -> str:

@@ -10,8 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from ..current import CurrentState, Customer, Subscription, SubscriptionStatus
+from ..current import (
+    LATEST,
+    CurrentState,
+    Customer,
+    Subscription,
+    SubscriptionStatus,
+    iso_utc,
+    later,
+)
 from ..errors import PermanentProviderError
+from ..i18n import _
 
 INVITATION_URL = (
     "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship"
@@ -143,8 +152,8 @@ def reactivation_refusal(
                 f"subscription {subscription.id} is past its term end "
                 f"{subscription.term_end.date().isoformat()}: it cannot be reactivated",
             )
-    elif subscription.suspended_at is not None and now > (
-        subscription.suspended_at + LEGACY_REACTIVATION
+    elif subscription.suspended_at is not None and now > later(
+        subscription.suspended_at, LEGACY_REACTIVATION
     ):
         return refusal(
             "800096",
@@ -373,7 +382,9 @@ def remove_relationship(world: CurrentState, customer_id: str) -> CurrentState:
 
 def one_year_after(moment: datetime) -> datetime:
     """The end of a renewed term: renewals are for a year (the world does not keep a term's
-    length); 29 February becomes 28 February."""
+    length); 29 February becomes 28 February; a term ending in 9999 renews until LATEST."""
+    if moment.year >= LATEST.year:
+        return LATEST
     try:
         return moment.replace(year=moment.year + 1)
     except ValueError:
@@ -393,10 +404,12 @@ def _at_term_end(subscription: Subscription, now: datetime) -> Subscription:
         if not subscription.auto_renew or subscription.status != "active":
             return subscription.model_copy(update={"status": "expired", "auto_renew": False})
         renewed_at = subscription.term_end
+        if renewed_at >= LATEST:  # a term that ends at the end of time renews no more
+            break
         subscription = subscription.model_copy(
             update={
                 "term_end": one_year_after(renewed_at),
-                "cancel_until": renewed_at + CANCELLATION_WINDOW,
+                "cancel_until": later(renewed_at, CANCELLATION_WINDOW),
                 "refundable_quantity": subscription.quantity,
             }
         )
@@ -408,7 +421,14 @@ def advance(world: CurrentState, by: timedelta) -> CurrentState:
     base ended ends with it."""
     if by < timedelta(0):
         raise ValueError("the world's clock only moves forward")
-    now = _clock(world) + by
+    now = later(_clock(world), by)
+    if now >= LATEST:
+        raise PermanentProviderError(
+            _("the world's clock is {}: it cannot move past the year 9999").format(
+                iso_utc(_clock(world))
+            ),
+            code="clock_out_of_range",
+        )
     customers = []
     for customer in world.customers:
         moved = {s.id: _at_term_end(s, now) for s in customer.subscriptions}
