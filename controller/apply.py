@@ -75,7 +75,8 @@ class Executor:
         waiting = {a.id: set(a.depends_on) for a in plan.actions}
         dependents: dict[str, list[str]] = {a.id: [] for a in plan.actions}
         for action in plan.actions:
-            for before in action.depends_on:
+            # Each once: an id listed twice (a saved plan is a file) would start it twice.
+            for before in dict.fromkeys(action.depends_on):
                 dependents[before].append(action.id)
         results: dict[str, ActionResult] = {}
         ready = deque(a.id for a in plan.actions if not waiting[a.id])
