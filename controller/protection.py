@@ -52,9 +52,27 @@ def _read_ledger(path: Path) -> frozenset[str]:
     except (OSError, ValueError) as exc:
         raise StateError(_("{}: unreadable protection ledger: {}").format(path, exc)) from exc
     ids = document.get("protected") if isinstance(document, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+    guids = _guids(ids)
+    if guids is None or len(guids) != len(ids or ()):
         raise StateError(_("{}: protected: must be a list of customer ids").format(path))
-    return frozenset(ids)
+    return frozenset(guids)
+
+
+def _guids(ids: object) -> list[str] | None:
+    """The GUIDs among ``ids`` (a list), in lower case as everywhere else; None when not a list.
+    An id that differs only by case is the same customer: read as written, it would be taken
+    for one missing from the records, and an id that is no GUID could not be recorded."""
+    from .ids import normalize_guid
+
+    if not isinstance(ids, list):
+        return None
+    guids = []
+    for item in ids:
+        try:
+            guids.append(normalize_guid(item))
+        except (TypeError, ValueError):  # not a string, or not a GUID
+            continue
+    return guids
 
 
 def _journal_witness(path: Path) -> frozenset[str] | None:
@@ -86,10 +104,8 @@ def _witnessed_ids(line: bytes) -> frozenset[str] | None:
         entry = json.loads(line)
     except ValueError:
         return None  # a damaged line is no witness (status reports it)
-    ids = entry.get("protected") if isinstance(entry, dict) else None
-    if not isinstance(ids, list):
-        return None
-    return frozenset(i for i in ids if isinstance(i, str))
+    guids = _guids(entry.get("protected") if isinstance(entry, dict) else None)
+    return None if guids is None else frozenset(guids)  # what is no GUID witnesses nothing
 
 
 def read_witnesses(store: RecordStore, partner_id: str) -> dict[str, frozenset[str]]:
