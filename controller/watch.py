@@ -145,7 +145,11 @@ class Watcher:
             self._failures = 0
             return self.settings.interval
         self._failures += 1
-        return min(self.settings.interval, FIRST_BACKOFF * 2 ** (self._failures - 1))
+        # The exponent stops growing once the backoff is past any interval: 2 ** 1024 is no
+        # float, and a watch that failed 1,025 passes in a row (85 hours of a broken spec at
+        # 300 s) would otherwise die of an OverflowError instead of trying again.
+        doublings = min(self._failures - 1, 40)
+        return min(self.settings.interval, FIRST_BACKOFF * 2**doublings)
 
     def run_pass(self, *, resync: bool = False) -> PassResult:
         """One pass: load, plan, and (unless dry-run) apply; reports any error and never raises
