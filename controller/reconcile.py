@@ -338,12 +338,62 @@ def _choose(fresh: Plan, saved: Plan | None) -> Plan:
                 "(fingerprint {} now, {} in the plan); make a new plan"
             ).format(fresh.fingerprint[:12], saved.fingerprint[:12])
         )
-    return replace(
-        saved,
-        names=fresh.names,
-        source=fresh.source,
-        freshness=fresh.freshness,
-        unobserved=fresh.unobserved,
+    # Only the choice of actions and their order come from the file: what each action does,
+    # and the blocked items and warnings (which --fail-on-warnings reads), are the fresh plan's.
+    return replace(fresh, actions=saved_actions(saved.actions, fresh))
+
+
+def _action_key(action: Action) -> tuple[object, ...]:
+    return (action.type, action.customer_id, action.subscription_id, action.from_, action.to)
+
+
+def saved_actions(saved: tuple[Action, ...], fresh: Plan) -> tuple[Action, ...]:
+    """The saved plan's actions, each checked against its twin in the plan made now: a saved plan
+    is a file (an artifact, a download) and its fingerprint is only a hash of the current state,
+    so a hand-edited one could otherwise remove a protected customer or touch an unmanaged one.
+    Each action must be in the fresh plan (same change, from the same value), at most once, and
+    wait for at least what its twin waits for. Pure; keeps the saved ids (the journal's)."""
+    twins = {_action_key(a): a for a in fresh.actions}
+    by_id = {a.id: a for a in fresh.actions}
+    saved_id: dict[str, str] = {}  # the fresh plan's id of an action -> the saved plan's id
+    chosen = []
+    for action in saved:
+        twin = twins.get(_action_key(action))
+        if twin is None or twin.id in saved_id:
+            raise _not_held(action, fresh)
+        unawaited = [d for d in twin.depends_on if saved_id.get(d) not in action.depends_on]
+        if unawaited:
+            raise PlanError(
+                _("the saved plan's action {} must wait for {}: make a new plan").format(
+                    action.id,
+                    ", ".join(
+                        f"{by_id[d].type} {by_id[d].subscription_id or by_id[d].customer_id}"
+                        for d in unawaited
+                    ),
+                )
+            )
+        saved_id[twin.id] = action.id
+        chosen.append(twin.model_copy(update={"id": action.id, "depends_on": action.depends_on}))
+    return tuple(chosen)
+
+
+def _not_held(action: Action, fresh: Plan) -> PlanError:
+    """Why a saved action is refused: the plan made now has it blocked (time passed: a window
+    closed since), or does not hold it at all (edited by hand, or the specs changed)."""
+    what = (action.id, action.type, action.customer_id, action.subscription_id)
+    for blocked in fresh.blocked:
+        if (blocked.type, blocked.customer_id, blocked.subscription_id) == what[1:]:
+            return StalePlanError(
+                _(
+                    "the saved plan's action {} ({} for customer {}, subscription {}) is blocked "
+                    "now ({}): make a new plan"
+                ).format(*what, blocked.reason)
+            )
+    return PlanError(
+        _(
+            "the saved plan's action {} ({} for customer {}, subscription {}) is not one a plan "
+            "made now holds: make a new plan"
+        ).format(*what)
     )
 
 

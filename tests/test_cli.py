@@ -189,18 +189,42 @@ def test_malformed_saved_plan_is_refused(example: Path, reconcile: Runner) -> No
     assert_clean_failure(reconcile("--plan", "plan.json"), before, example, "not a saved plan")
 
 
-def test_failed_action_exits_1_and_skips_its_dependents(example: Path, reconcile: Runner) -> None:
+def test_a_hand_edited_saved_plan_is_refused_before_acting(
+    example: Path, reconcile: Runner
+) -> None:
     assert reconcile("--dry-run", "--plan-out", "plan.json").returncode == 0
     plan = json.loads((example / "plan.json").read_text())
-    # A hand-made plan whose first suspension names a subscription that does not exist.
+    # Its first suspension now names a subscription that does not exist: not a plan made now.
     plan["actions"][0]["subscription_id"] = "99999999-9999-4999-8999-999999999999"
     (example / "plan.json").write_text(json.dumps(plan))
-    result = reconcile("--plan", "plan.json", "--output", "json")
-    assert result.returncode == 1
-    statuses = {r["id"]: r["status"] for r in json.loads(result.stdout)["results"]}
+    before = snapshot(example / "state")
+    refused = reconcile("--plan", "plan.json", "--output", "json")
+    assert_clean_failure(refused, before, example, "action a1 (suspend_subscription for customer")
+    assert "is not one a plan made now holds" in refused.stderr
+
+
+def test_failed_action_exits_1_and_skips_its_dependents(
+    example: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.cli import main
+    from controller.errors import PermanentProviderError
+    from controller.providers import rules
+
+    real = rules.suspend_subscription
+    failing = "2188ca75-aff8-4811-8b7b-42d473c28c34"  # a1: Fabrikam's first subscription
+
+    def refuse_one(world, customer_id, subscription_id):  # type: ignore[no-untyped-def]
+        if subscription_id == failing:
+            raise PermanentProviderError("refused for the test", code="test")
+        return real(world, customer_id, subscription_id)
+
+    monkeypatch.setattr(rules, "suspend_subscription", refuse_one)
+    monkeypatch.chdir(example)
+    assert main(["--yes", "--output", "json"]) == 1
+    statuses = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)["results"]}
     assert statuses["a1"] == "failed" and statuses["a3"] == "skipped"
     assert statuses["a2"] == "applied" and statuses["a6"] == "applied"
-    status = reconcile("status")
+    status = run("status", cwd=example)
     assert "failed 1, skipped 1" in status.stdout
 
 

@@ -93,19 +93,42 @@ def test_a_renewal_gives_a_new_window_and_term(example: Path) -> None:
     assert e3["refundable_quantity"] == 40
 
 
-def test_the_world_refuses_with_the_service_code(example: Path, reconcile: Runner) -> None:
-    """A saved plan applied after the window closed: the world (or the emulator) refuses as the
-    service does, the action fails with code 900117, and the removal after it is skipped."""
+def test_a_saved_plan_made_before_the_window_closed_is_refused_as_stale(
+    example: Path, reconcile: Runner
+) -> None:
+    """The tenant is unchanged, only the clock moved, so the fingerprint still matches; but a
+    plan made now no longer cancels (the window closed: auto-renewal off instead), so the saved
+    plan is refused before anything is applied, rather than half applied with the cancellation
+    refused by the service (900117, which the local world and the emulator answer as Partner
+    Center does: tests/test_rules.py, tests/test_emulator.py, tests/test_pccontract.py)."""
     _cancellable_litware(example)
     assert reconcile("--dry-run", "--plan-out", "plan.json").returncode == 0
     saved = json.loads((example / "plan.json").read_text())
-    # The tenant itself is unchanged, only the clock moved: the saved plan is still accepted.
     assert reconcile("world", "advance", "7d").returncode == 0
-    applied = reconcile("--plan", "plan.json", "--output", "json")
-    assert applied.returncode == 1
-    results = {r["id"]: r for r in json.loads(applied.stdout)["results"]}
-    by_type = {a["type"]: a for a in saved["actions"] if a["customer_id"] == LITWARE}
-    cancel = results[by_type["cancel_subscription"]["id"]]
-    assert cancel["status"] == "failed"
-    assert "cancellation window" in cancel["error"] and "900117" in cancel["error"]
-    assert results[by_type["remove_relationship"]["id"]]["status"] == "skipped"
+    cancel = next(a for a in saved["actions"] if a["type"] == "cancel_subscription")
+    before = snapshot(example / "state")
+    refused = reconcile("--plan", "plan.json", "--output", "json")
+    assert_clean_failure(refused, before, example, "is not one a plan made now holds")
+    assert refused.stderr == (
+        f"error: the saved plan's action {cancel['id']} (cancel_subscription for customer "
+        f"{LITWARE}, subscription {LITWARE_E3}) is not one a plan made now holds: make a new "
+        "plan\n"
+    )
+    again = json.loads(reconcile("--dry-run", "--output", "json").stdout)
+    made_now = {a["type"] for a in again["actions"] if a["subscription_id"] == LITWARE_E3}
+    assert made_now == {"set_auto_renew"}
+
+
+def test_a_saved_cancellation_the_window_now_blocks_says_so(example: Path) -> None:
+    """``status: cancelled`` in the specs, saved inside the window and applied after it: a plan
+    made now has the cancellation blocked, and the refusal names the reason."""
+    _cancellable_litware(example)
+    (example / "specs" / "customers" / "litware.yaml").write_text(
+        f"customers:\n  - id: {LITWARE}\n    name: Litware Inc\n    subscriptions:\n"
+        f"      - id: {LITWARE_E3}\n        commerce: nce\n        status: cancelled\n"
+    )
+    assert run("--dry-run", "--plan-out", "plan.json", cwd=example).returncode == 0
+    assert run("world", "advance", "7d", cwd=example).returncode == 0
+    before = snapshot(example / "state")
+    refused = run("--plan", "plan.json", cwd=example)
+    assert_clean_failure(refused, before, example, "is blocked now (cancel_window_closed)")
