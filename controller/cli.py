@@ -41,6 +41,9 @@ EXIT_CHANGES = 2  # only with --dry-run --detailed-exitcode
 log = logging.getLogger("reconcile")
 
 OUTPUTS = ("text", "json", "markdown")
+# The longest wait in seconds an option may ask for (a lock timeout, the emulator's latency):
+# a year, far below what the system can sleep (threading.TIMEOUT_MAX, about 292 years).
+WAIT_MAX = 365 * 24 * 3600.0
 PROVIDERS = ("local", "partner-center")
 
 
@@ -70,6 +73,39 @@ def _render_outcome(outcome: Any, output: str) -> str:
     return text.render_outcome(outcome, colour=_colour())
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange without ``nan`` and ``inf``, which it takes for numbers: a lock
+    timeout, a rate or an interval of ``nan`` compares false with everything and silently
+    meant "never" or "no limit"."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(_("{} is not a finite number").format(value), param, ctx)
+        return number
+
+
+class RateRange(FiniteFloatRange):
+    """Requests per minute: 0 (no limit) or at least ``MIN_RATE``. A smaller rate would make a
+    worker wait longer than the system can sleep (an OverflowError), and mean "never" anyway."""
+
+    MIN_RATE = 0.01  # one request in 100 minutes
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if 0 < number < self.MIN_RATE:
+            self.fail(
+                _("{} is neither 0 (no limit) nor at least {}").format(value, self.MIN_RATE),
+                param,
+                ctx,
+            )
+        return number
+
+
 def _specs_option(function: Any) -> Any:
     return click.option(
         "--specs",
@@ -95,7 +131,7 @@ def _state_option(function: Any) -> Any:
 def _lock_timeout_option(function: Any) -> Any:
     return click.option(
         "--lock-timeout",
-        type=click.FloatRange(min=0),
+        type=FiniteFloatRange(min=0, max=WAIT_MAX),
         default=0.0,
         show_default=True,
         help=_("Seconds to wait for another apply to finish."),
@@ -240,7 +276,7 @@ def _provider_option(function: Any) -> Any:
 )
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=0),
+    type=RateRange(min=0),
     default=None,
     help=_(
         "Provider requests per minute, shared by all workers (0: no limit). Default: 500, "
@@ -284,7 +320,7 @@ def _provider_option(function: Any) -> Any:
 @click.option("--watch", is_flag=True, help=_("Keep running: reconcile on spec changes."))
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=300.0,
     show_default=True,
     help=_("Resync period in seconds in watch mode."),
@@ -1011,7 +1047,12 @@ def world_add_customer(
 @click.option("--id", "subscription_id", help=_("The subscription's id (default: a new GUID)."))
 @click.option("--offer", help=_("The offer (product) id, e.g. CFQ7TTC0LH18."))
 @click.option("--name", help=_("The subscription's friendly name."))
-@click.option("--quantity", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--quantity",
+    type=click.IntRange(min=0, max=1_000_000),  # current.MAX_QUANTITY, the world's own bound
+    default=1,
+    show_default=True,
+)
 @click.option(
     "--status",
     type=click.Choice(("active", "suspended", "deleted", "expired", "pending", "disabled")),
@@ -1060,7 +1101,15 @@ def parse_duration(text: str) -> timedelta:
             _("{!r} is not a duration like 8d, 36h, 2w or 1y").format(text),
             param_hint="DURATION",
         )
-    return timedelta(hours=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
+    try:
+        return timedelta(hours=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
+    except (OverflowError, ValueError) as exc:  # beyond timedelta, or int() (4,300 digits)
+        from .yamlload import short
+
+        raise click.BadParameter(
+            _("{} is longer than any duration the controller can count").format(short(text)),
+            param_hint="DURATION",
+        ) from exc
 
 
 @world.command()
@@ -1098,7 +1147,7 @@ def advance(duration: str, state_dir: Path) -> None:
 def _share_option(name: str, help_text: str) -> Any:
     """An emulator knob: a share of requests, 0 to 1."""
     return click.option(
-        name, type=click.FloatRange(0, 1), default=0.0, show_default=True, help=help_text
+        name, type=FiniteFloatRange(0, 1), default=0.0, show_default=True, help=help_text
     )
 
 
@@ -1120,7 +1169,7 @@ def _count_option(name: str, help_text: str) -> Any:
 @_state_option
 @click.option(
     "--latency",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0, max=WAIT_MAX),
     default=0.0,
     show_default=True,
     help=_("Seconds each answer takes at least (the emulator's own work included)."),
