@@ -28,7 +28,8 @@ from helpers import (
 from test_cli import assert_clean_failure
 
 from controller.current import Customer, Subscription
-from controller.providers.local import render_world
+from controller.errors import PermanentProviderError
+from controller.providers.local import LocalProvider, render_world
 
 TERM_END = NOW + 300 * DAY  # nce()'s default term end
 
@@ -147,14 +148,20 @@ def test_new_commerce_seats_decrease_only_inside_the_window_within_the_refundabl
     assert blocks(saved) == [(refused[0], 12, *refused[1:]), (refused[0], 13, *refused[1:])]
     assert text.count("new-commerce seats can be returned only within 168 hours") == 2
 
-    # Three days later the first window has closed; the saved plan (same tenant) is applied.
+    # Three days later the first window has closed. The saved plan (same tenant, so the same
+    # fingerprint) is refused whole, as a plan made now blocks that decrease: nothing applied.
     assert reconcile("world", "advance", "3d").returncode == 0
-    applied = reconcile("--plan", "plan.json", "--output", "json")
-    assert applied.returncode == 1, applied.stderr
-    outcome = results(applied, saved)
-    assert [outcome[n]["status"] for n in (11, 14, 15)] == ["failed", "applied", "applied"]
-    error = outcome[11]["error"]
+    refused = reconcile("--plan", "plan.json", "--output", "json")
+    assert refused.returncode == 1 and not refused.stdout
+    assert "is blocked now (quantity_decrease_not_refundable): make a new plan" in refused.stderr
+    assert [in_world(example, 1, n)["quantity"] for n in (11, 12, 13, 14, 15)] == [10, 10, 10, 5, 6]
+    # Tried anyway, the world refuses it as the service does, with its code and sentence.
+    with pytest.raises(PermanentProviderError) as caught:
+        LocalProvider(example / "state").update_quantity(gid(1), gid(11), 8)
+    error = str(caught.value)
     assert "800090" in error and "within 7 days (168 hours) of purchase or renewal" in error
+    applied = reconcile("--output", "json")  # a plan made now
+    assert applied.returncode == 0, applied.stderr
     assert [in_world(example, 1, n)["quantity"] for n in (11, 12, 13, 14, 15)] == [10, 10, 10, 8, 4]
     assert in_world(example, 1, 15)["refundable_quantity"] == 4  # two of six returned
 
