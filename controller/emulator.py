@@ -525,7 +525,14 @@ def _apply_subscription_change(
             raise PermanentProviderError(f"status {status!r} cannot be set", code="800096")
         world = set_status(world, customer_id, current.id)
     renew = body.get("autoRenewEnabled")
-    if renew is not None and current.commerce == "nce" and bool(renew) != bool(current.auto_renew):
+    if renew is None and current.commerce == "nce":
+        # "If these attributes are not provided, autoRenewEnabled will inadvertently get set to
+        # false" (learn.microsoft.com/partner-center/developer/update-a-subscription-by-id):
+        # a client must send the full resource as read.
+        after = rules.find_subscription(rules.related_customer(world, customer_id), current.id)
+        if after.auto_renew and after.parent_id is None and not rules.has_ended(after):
+            world = rules.set_auto_renew(world, customer_id, current.id, False)
+    elif current.commerce == "nce" and bool(renew) != bool(current.auto_renew):
         world = rules.set_auto_renew(world, customer_id, current.id, bool(renew))
     quantity = body.get("quantity", current.quantity)
     if quantity != current.quantity:

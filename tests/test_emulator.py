@@ -326,6 +326,30 @@ def test_suspending_new_commerce_through_the_emulator_turns_auto_renewal_off(
     assert (back[gid(11)].status, back[gid(11)].auto_renew) == ("active", False)
 
 
+def test_a_patch_without_auto_renewal_turns_it_off_so_the_client_sends_the_whole_resource(
+    tmp_path: Path,
+) -> None:
+    """Partner Center: a PATCH whose body lacks ``autoRenewEnabled`` turns auto-renewal off
+    (learn.microsoft.com/partner-center/developer/update-a-subscription-by-id); the emulator
+    does the same, and the client, which PATCHes the whole resource as read, keeps it on."""
+    from helpers import gid
+
+    state = nce_world(tmp_path)
+    emulator = Emulator(state)
+    path = f"/v1/customers/{gid(1)}/subscriptions/{gid(11)}"
+    status, body, _ = emulator.handle("PATCH", path, AUTH, {"quantity": 6})
+    assert (status, body["quantity"], body["autoRenewEnabled"]) == (200, 6, False)
+    emulator.handle("PATCH", path, AUTH, {"autoRenewEnabled": True})
+    stop, env = start_emulator(state, Knobs(token=TOKEN))
+    try:
+        provider = loopback_client(env)
+        provider.update_quantity(gid(1), gid(11), 7)
+        after = provider.observe().customers[0].subscriptions_by_id[gid(11)]
+    finally:
+        stop()
+    assert (after.quantity, after.auto_renew) == (7, True)
+
+
 def test_a_slow_quantity_change_is_answered_202_and_awaited(tmp_path: Path) -> None:
     from helpers import gid
 
