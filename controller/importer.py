@@ -6,8 +6,9 @@ order, friendly names as comments, and a first line pointing editors at the JSON
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,16 +117,31 @@ def plan_import(
     """Decide every file to write; nothing is written here."""
     chosen, skipped = choose_customers(current, desired, wanted)
     folder = specs_dir / "customers"
+    declaring = {Path(file).resolve() for file, _index in desired.origins.values()}
     files: dict[Path, str] = {}
     for customer in sorted(chosen, key=lambda c: (_slug(c.name), c.id)):
-        stem = _slug(customer.name) or customer.id
-        path = folder / f"{stem}.yaml"
-        if path in files:
-            path = folder / f"{stem}-{customer.id[:8]}.yaml"
+        path = _file_for(customer, folder, files, declaring)
         files[path] = render_customer(customer, schema_ref=f"../{SCHEMA_FILE}")
     if chosen and desired.partner.id is None and not (specs_dir / "partner.yaml").exists():
         files[specs_dir / "partner.yaml"] = render_partner(current)
     return ImportPlan(files=files, customers=tuple(chosen), skipped=tuple(skipped))
+
+
+def _file_for(
+    customer: Customer, folder: Path, chosen: Mapping[Path, str], declaring: set[Path]
+) -> Path:
+    """A file of the customer's own, named after it (then with its id): never one this import
+    chose already ("Contoso Ltd" and "CONTOSO LTD" whose ids start alike overwrote each other,
+    and the next plan removed one), nor one that declares a customer of the specs (replacing it,
+    even with --force, would take that customer out of the specs)."""
+    stem = _slug(customer.name) or customer.id
+    names = (stem, f"{stem}-{customer.id[:8]}", f"{stem}-{customer.id}")
+    numbered = (f"{stem}-{customer.id}-{n}" for n in itertools.count(2))
+    for name in itertools.chain(names, numbered):
+        path = folder / f"{name}.yaml"
+        if path not in chosen and path.resolve() not in declaring:
+            return path
+    raise AssertionError("unreachable: the names above never end")
 
 
 def write_import(plan: ImportPlan, specs_dir: Path, *, force: bool) -> None:

@@ -6,9 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import Runner, records_store
-from helpers import snapshot
+from helpers import gid, snapshot
+
+from controller.cli import main
 
 TAILSPIN = "8ca21255-597d-46ee-8895-0c95529977fd"
 
@@ -94,3 +97,46 @@ def test_import_from_partner_center_fills_the_observation_cache(example: Path) -
         assert json.loads(cached.stdout)["actions"] == []
     finally:
         stop()
+
+
+def test_customers_whose_names_and_ids_start_alike_get_a_file_each(
+    example: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "Contoso Ltd", "contoso-ltd" and "CONTOSO  LTD" (names from Partner Center) share a file
+    name, and these ids their first eight characters: two of them were written to the same file,
+    so one customer was imported, made managed, and removed by the next plan."""
+    monkeypatch.chdir(example)
+    shutil.rmtree(example / "specs")
+    for n, name in enumerate(("Contoso Ltd", "contoso-ltd", "CONTOSO  LTD"), start=1):
+        assert main(["world", "add-customer", gid(n), "--name", name]) == 0
+    assert main(["import", "--customers", ",".join(gid(n) for n in (1, 2, 3))]) == 0
+    files = sorted(p.name for p in (example / "specs" / "customers").glob("contoso*"))
+    assert files == [
+        "contoso-ltd-00000000-0000-4000-8000-000000000003.yaml",
+        "contoso-ltd-00000000.yaml",
+        "contoso-ltd.yaml",
+    ]
+    capsys.readouterr()
+    assert main(["--dry-run", "--detailed-exitcode", "--only", gid(1), "--only", gid(2)]) == 0
+    assert main(["--dry-run", "--detailed-exitcode", "--only", gid(3)]) == 0
+
+
+def test_import_with_force_never_replaces_the_file_of_a_customer_in_the_specs(
+    example: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new customer named like one in the specs took over its file with --force: the old
+    customer left the specs, and the next plan removed it."""
+    monkeypatch.chdir(example)
+    contoso = example / "specs" / "customers" / "contoso.yaml"
+    kept = contoso.rename(contoso.with_name("contoso-ltd.yaml"))
+    before = kept.read_bytes()
+    assert main(["world", "add-customer", gid(1), "--name", "Contoso Ltd"]) == 0
+    assert main(["import", "--customers", gid(1), "--force"]) == 0
+    assert kept.read_bytes() == before
+    assert (example / "specs" / "customers" / "contoso-ltd-00000000.yaml").exists()
+    capsys.readouterr()
+    assert main(["--dry-run", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert "36b8a5ac-453b-4f02-9061-e10e8bddc18a" not in {
+        a["customer_id"] for a in plan["actions"] if a["type"] == "remove_relationship"
+    }
