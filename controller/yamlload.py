@@ -158,7 +158,9 @@ def _check_keys(node: yaml.MappingNode) -> None:
         return
     seen: set[str] = set()
     for key_node, _value in node.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value in seen:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue  # a complex key (``? [a]``): a list of nodes, refused when constructed
+        if key_node.value in seen:
             message = _("YAML syntax error: duplicate key {}").format(short(key_node.value))
             raise _refuse(message, key_node)
         seen.add(key_node.value)

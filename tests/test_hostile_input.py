@@ -132,6 +132,19 @@ def test_the_world_clock_stops_at_the_end_of_the_calendar_with_one_line(
     assert snapshot(example / "state") == before
 
 
+def test_a_duplicate_key_beside_a_complex_key_is_one_line(
+    example: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The duplicate-key check added a ``? [a]`` key's node list to a set: TypeError (found by
+    the line-mutation fuzz below: ``!!str id`` beside ``id``, after ``? [a]``)."""
+    (example / "specs" / "partner.yaml").write_text("partner:\n  ? [a]: x\n  id: 1\n  id: 2\n")
+    monkeypatch.chdir(example)
+    for command in (["validate"], ["--dry-run"]):
+        code, _out, err = reconcile(command, capsys)
+        assert code == 1
+        assert err == "specs/partner.yaml:4: YAML syntax error: duplicate key 'id'\n"
+
+
 # --- option values ---------------------------------------------------------------------------
 
 TOO_LONG = ["99999999999999999999999d", "1" * 5000 + "h"]
@@ -619,7 +632,7 @@ YAML_VALUES = [
 YAML_KEYS = [
     "id", "name", "quantity", "status", "commerce", "auto_renew", "protected", "prune",
     "offboarding", "subscriptions", "customers", "partner", "x", "1", "yes", "~", "<<",
-    '"id"', "Id", "id\u200b",
+    '"id"', "Id", "id\u200b", "!!str id", "? [a]", "? {a: 1}",
 ]  # fmt: skip
 _ENTRY = re.compile(r"^(\s*-?\s*)([^:#\s][^:#]*):(.*)$")
 
