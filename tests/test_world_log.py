@@ -193,7 +193,9 @@ def test_compactions_killed_one_after_another_still_leave_a_leftover(
 
 def test_a_log_of_no_changes_naming_another_world_json_is_ignored(tmp_path: Path) -> None:
     state = seeded(tmp_path)
-    (state / "world.changes.jsonl").write_bytes(worldlog.header_line(b"another world"))
+    (state / "world.changes.jsonl").write_bytes(
+        worldlog.header_line(worldlog.digest(b"another world"))
+    )
     assert quantities(state) == changed()
     LocalProvider(state).update_quantity(gid(1), gid(101), 5)
     assert in_file(state) == changed(c1=5)  # and the next writer removed it

@@ -22,6 +22,7 @@ from .worldlog import (
     COMPACT_AFTER_BYTES,
     ChangeLog,
     changes_path,
+    digest,
     header_line,
     log_identity,
     mark_folded,
@@ -344,7 +345,7 @@ class LocalProvider(WorldProvider):
                 data = handle.read()
             if version != self._versions[0]:
                 return None
-            self._base = (header_line(data), len(data))
+            self._base = (header_line(digest(data)), len(data))
         return self._base[0]
 
     def _write_whole(self, world: CurrentState) -> Versions:
@@ -352,11 +353,12 @@ class LocalProvider(WorldProvider):
         The log says first which file holds its changes, so that one a kill leaves behind is
         not taken for changes the file lacks."""
         data = render_world(world, self._rendering).encode()
-        mark_folded(self.log_path, data)
+        world_sha256 = digest(data)  # once: the folded line and the next log's header name it
+        mark_folded(self.log_path, world_sha256)
         version = atomic_write(self.path, data)
         self._drop_log()
         remove_log(self.log_path)
-        self._written, self._base = world, (header_line(data), len(data))
+        self._written, self._base = world, (header_line(world_sha256), len(data))
         return version, None
 
     def _drop_log(self) -> None:

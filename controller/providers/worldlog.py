@@ -61,8 +61,9 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def header_line(world_data: bytes) -> bytes:
-    return Header(format=FORMAT, world_sha256=digest(world_data)).model_dump_json().encode() + b"\n"
+def header_line(world_sha256: str) -> bytes:
+    """The log's first line, naming the ``world.json`` of that ``digest``."""
+    return Header(format=FORMAT, world_sha256=world_sha256).model_dump_json().encode() + b"\n"
 
 
 def log_identity(path: Path) -> FileIdentity | None:
@@ -84,8 +85,8 @@ class Folded(BaseModel):
 _FOLDED = b'{"folded_into"'  # how such a line starts, as this module writes it
 
 
-def folded_line(world_data: bytes) -> bytes:
-    return Folded(folded_into=digest(world_data)).model_dump_json().encode() + b"\n"
+def folded_line(world_sha256: str) -> bytes:
+    return Folded(folded_into=world_sha256).model_dump_json().encode() + b"\n"
 
 
 def replay(
@@ -252,12 +253,12 @@ def _write_durably(fd: int, data: bytes) -> None:
     os.fdatasync(fd)
 
 
-def mark_folded(path: Path, world_data: bytes) -> None:
-    """Before ``world_data`` replaces ``world.json``: append to the log at ``path`` (if any) the
-    line naming it, on disk when this returns, so that a reader finding the log beside that file
-    knows it for a compaction's leftover, not changes the file lacks. A torn last line (of a
-    killed append, never reported) is cut off first; a log without a whole line is left alone
-    (every reader ignores it)."""
+def mark_folded(path: Path, world_sha256: str) -> None:
+    """Before the bytes of that ``digest`` replace ``world.json``: append to the log at ``path``
+    (if any) the line naming them, on disk when this returns, so that a reader finding the log
+    beside that file knows it for a compaction's leftover, not changes the file lacks. A torn
+    last line (of a killed append, never reported) is cut off first; a log without a whole line
+    is left alone (every reader ignores it)."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -273,7 +274,7 @@ def mark_folded(path: Path, world_data: bytes) -> None:
             os.ftruncate(fd, size)
         os.lseek(fd, size, os.SEEK_SET)
         try:
-            _write_durably(fd, folded_line(world_data))
+            _write_durably(fd, folded_line(world_sha256))
         except BaseException:  # no part of it stays: the next line would follow it
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)
